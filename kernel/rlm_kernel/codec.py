@@ -1,0 +1,120 @@
+"""Moving values across the process boundary, child side.
+
+Inbound (notebook -> child) values arrive as files the parent wrote: Arrow IPC
+for frames, raw text/bytes, or pickle (the parent trusts itself).  Outbound
+values (SUBMIT) never use pickle: the parent must not unpickle anything that
+model-written code produced, so they go as JSON, Arrow IPC or ``.npy`` without
+pickled objects, else as a repr with a note.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import pickle
+import uuid
+from typing import Any
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def load_binding(spec: dict[str, Any]) -> Any:
+    kind = spec["t"]
+    path = spec.get("path")
+    if kind == "arrow":
+        import pyarrow as pa
+
+        with pa.memory_map(path) as source:
+            table = pa.ipc.open_file(source).read_all()
+        frame = table.to_pandas()
+        if spec.get("kind") == "series":
+            series = frame.iloc[:, 0]
+            return series.rename(spec.get("series_name"))
+        return frame
+    if kind == "text":
+        with open(path, encoding="utf-8", newline="") as fh:
+            return fh.read()
+    if kind == "bytes":
+        with open(path, "rb") as fh:
+            return fh.read()
+    if kind == "pickle":
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    raise ValueError(f"unknown binding kind {kind!r}")
+
+
+def _json_safe(value: Any, depth: int = 0) -> bool:
+    if depth > 50:
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, _JSON_SCALARS):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_safe(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_safe(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def encode_value(value: Any, out_dir: str) -> dict[str, Any]:
+    """A JSON-able description of ``value``; big or typed payloads go to files in ``out_dir``."""
+    mod = type(value).__module__ or ""
+    if _json_safe(value):
+        enc: dict[str, Any] = {"t": "json", "v": value}
+        if isinstance(value, tuple):
+            enc["tuple"] = True
+        return enc
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"t": "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if mod.startswith("pandas"):
+        import pandas as pd
+
+        if isinstance(value, (pd.DataFrame, pd.Series)):
+            return _encode_pandas(value, out_dir)
+    if mod == "numpy":
+        import numpy as np
+
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            name = f"out-{uuid.uuid4().hex}.npy"
+            np.save(os.path.join(out_dir, name), value, allow_pickle=False)
+            return {"t": "npy", "path": name}
+        if isinstance(value, np.generic):
+            return encode_value(value.item(), out_dir)
+    if isinstance(value, (set, frozenset)) and _json_safe(list(value)):
+        return {"t": "json", "v": sorted(value, key=repr), "set": True}
+    return {"t": "repr", "v": _safe_repr(value), "type": f"{mod}.{type(value).__qualname__}"}
+
+
+def _encode_pandas(value: Any, out_dir: str) -> dict[str, Any]:
+    import pandas as pd
+
+    is_series = isinstance(value, pd.Series)
+    frame = value.to_frame(name="__value__" if value.name is None else value.name) if is_series else value
+    try:
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+        name = f"out-{uuid.uuid4().hex}.arrow"
+        with pa.OSFile(os.path.join(out_dir, name), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        return {"t": "arrow", "path": name, "kind": "series" if is_series else "dataframe",
+                "series_name": None if not is_series else value.name}
+    except Exception:  # mixed object columns Arrow cannot type
+        text = frame.to_json(orient="table", index=True, default_handler=str)
+        return {"t": "pandas_json", "v": text, "kind": "series" if is_series else "dataframe",
+                "series_name": None if not is_series else value.name}
+
+
+def _safe_repr(value: Any, limit: int = 20_000) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:  # a repr that raises must not sink the submission
+        text = f"<{type(value).__name__} (repr failed: {exc})>"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False)

@@ -1,0 +1,324 @@
+"""``%%rlm`` and ``%rlm``: a thin parser over :class:`rlm_magic.RLM`.
+
+The magic resolves the cell's bindings in the user's namespace, layers the
+settings (``%config`` traits, then ``RLM_*`` environment variables, then the
+cell's own options), runs the engine with a view subscribed, and lands the
+results as notebook variables.  Every argument problem is reported as one
+``UsageError`` line before any kernel starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from .api import RLM, ConfigError
+from .describe import short_type
+from .parsing import Arg, ArgumentError, close_matches, split_args, split_subcommand
+from .prompts import MODES
+from .result import RLMResult
+from .settings import ENV_VARS, NO_MODEL, Settings, env_value
+from .views.text import STATUS_TEXT, TextView
+
+#: Per-cell options and how their text is read.
+_INT_OPTIONS = ("max_iterations", "max_llm_calls", "max_output_chars", "sub_concurrency", "sub_context_window")
+_FLOAT_OPTIONS = ("timeout", "max_cost")
+_STR_OPTIONS = ("question", "model", "sub_model", "api_base", "kernel", "out", "mode")
+_BOOL_OPTIONS = ("verbose",)
+OPTIONS = _INT_OPTIONS + _FLOAT_OPTIONS + _STR_OPTIONS + _BOOL_OPTIONS
+
+#: Notebook names results never overwrite.
+_PROTECTED = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_rlm"})
+
+HELP = """\
+%%rlm — ask a Recursive Language Model about notebook values
+
+  %%rlm context=df question="Which region has the highest total revenue, and why?"
+  %%rlm docs=papers recent=df[df.year == 2024] model=openai/gpt-4o-mini
+  Compare the two: which topics grew?          <- the cell body is the question (or extra instructions)
+
+  %rlm context=df question="..."               the same as a line magic
+
+Every name=expr that is not an option binds the value of expr (evaluated in the
+notebook) as a REPL variable of that name. Only bound values reach the REPL.
+$var and {expr} on the magic line expand as usual in IPython.
+
+Options (per cell; defaults from %config RLMMagics.<name> or RLM_MODEL / RLM_SUB_MODEL / RLM_API_BASE):
+  question=TEXT        the question (or write it in the cell body)
+  model=P/M            root model, a litellm "provider/model" string
+  sub_model=P/M        model for llm_query()/llm_query_batched() (default: model)
+  api_base=URL         OpenAI-compatible server (vLLM, Ollama, LM Studio, a proxy)
+  out=NAME             also bind the answer to NAME
+  max_iterations=N     most root turns (default 20)
+  max_llm_calls=N      most model calls, root + sub (default 50)
+  max_cost=USD         stop when litellm's cost estimate reaches this
+  timeout=SECONDS      per code block in the REPL (default 180)
+  mode=M               standard | conservative | no_subcalls
+  kernel=NAME          Jupyter kernelspec for the REPL (default: this interpreter)
+  max_output_chars=N   REPL output shown to the model per block (default 10000)
+  sub_concurrency=N    concurrent sub-calls in llm_query_batched (default 16)
+  sub_context_window=N sub-model window in tokens, when litellm does not know it
+  verbose=BOOL         print the per-turn text log
+
+Results: the answer is the cell's output; SUBMIT(name=value) fields become
+notebook variables; the full result (trajectory, usage, cost) is in _rlm.
+
+Line commands: %rlm help · %rlm config
+"""
+
+
+def _bodyless_cell_magic(lines: list[str]) -> list[str]:
+    """Turn a body-less ``%%rlm ...`` cell into the line magic ``%rlm ...``.
+
+    IPython 9 refuses a cell magic whose body is empty, but the one-line form
+    ``%%rlm context=df question="..."`` is the syntax users are shown.
+    """
+    if not lines or not re.match(r"%%rlm(\s|$)", lines[0]):
+        return lines
+    if any(line.strip() for line in lines[1:]):
+        return lines
+    return ["%rlm" + lines[0].rstrip("\r\n")[5:] + "\n"]
+
+
+def _bool(text: str, name: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{name}= takes true or false, not {text!r}")
+
+
+def _number(kind: type, text: str, name: str) -> Any:
+    try:
+        value = kind(text.replace("_", ""))
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise UsageError(f"{name}= takes {what}, not {text!r} (use ${name} or {{expr}} to pass a notebook value)") from None
+    if value <= 0 and name != "max_cost":
+        raise UsageError(f"{name}= must be positive, not {text}")
+    if value < 0:
+        raise UsageError(f"{name}= must not be negative")
+    return value
+
+
+@magics_class
+class RLMMagics(Settings, Magics):
+    """The ``%%rlm`` cell magic and ``%rlm`` line magic.  Configure with ``%config RLMMagics.<option>``."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+
+    # ------------------------------------------------------------------
+    @line_cell_magic
+    def rlm(self, line: str, cell: str | None = None) -> Any:
+        """Run a Recursive Language Model over bound notebook values. ``%rlm help`` explains."""
+        if cell is None:
+            try:
+                sub = split_subcommand(line)
+            except ArgumentError as exc:
+                raise UsageError(str(exc)) from None
+            if sub is not None or not line.strip():
+                return self._subcommand(*(sub or ("help", [])))
+        options, bindings = self._parse(line)
+        question = self._question(options, cell)
+        rlm = self._runner(options)
+        try:
+            rlm.check(question, bindings)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            result = rlm.run(question, **bindings)
+        except KeyboardInterrupt:
+            partial = rlm.last_result
+            if partial is not None:
+                self.shell.user_ns["_rlm"] = partial
+                print(f"rlm: interrupted after {len(partial.turns)} turn(s); the partial trajectory is in _rlm")
+            raise
+        return self._land(result, options.get("out"))
+
+    # ------------------------------------------------------------------
+    def _parse(self, line: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        try:
+            args = split_args(line)
+        except ArgumentError as exc:
+            raise UsageError(str(exc)) from None
+        options: dict[str, Any] = {}
+        bindings: dict[str, Any] = {}
+        for arg in args:
+            if arg.name in OPTIONS:
+                options[arg.name] = self._option(arg)
+                continue
+            near = [m for m in close_matches(arg.name, OPTIONS, n=1) if _similar(arg.name, m)]
+            if near:
+                raise UsageError(f"unknown option {arg.name}= (did you mean {near[0]}=?)")
+            bindings[arg.name] = self._evaluate(arg)
+        return options, bindings
+
+    def _option(self, arg: Arg) -> Any:
+        name, text = arg.name, arg.value
+        if name in _INT_OPTIONS:
+            return _number(int, text, name)
+        if name in _FLOAT_OPTIONS:
+            return _number(float, text, name)
+        if name in _BOOL_OPTIONS:
+            return _bool(text, name)
+        if name == "mode" and text not in MODES:
+            raise UsageError(f"mode= must be one of {', '.join(MODES)}, not {text!r}")
+        if name == "out" and not (text.isidentifier() and not text.startswith("_")):
+            raise UsageError(f"out= takes a variable name, not {text!r}")
+        if name != "question" and not text.strip():
+            raise UsageError(f"{name}= is empty")
+        return text
+
+    def _evaluate(self, arg: Arg) -> Any:
+        if not arg.text.strip():
+            raise UsageError(f"{arg.name}= has no value; write {arg.name}=<notebook expression>")
+        ns = self.shell.user_ns
+        try:
+            code = compile(arg.text, f"<{arg.name}=>", "eval")
+        except SyntaxError as exc:
+            raise UsageError(f"cannot read the expression for {arg.name}=: {arg.text!r} ({exc.msg})") from None
+        try:
+            return eval(code, ns)  # noqa: S307 - the user's own expression, in the user's own namespace
+        except NameError as exc:
+            missing = getattr(exc, "name", None) or str(exc)
+            hints = close_matches(missing, [k for k in ns if not k.startswith("_")])
+            hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+            raise UsageError(f"{arg.name}={arg.text}: name {missing!r} is not defined in the notebook{hint}") from None
+        except Exception as exc:
+            raise UsageError(f"{arg.name}={arg.text} failed: {type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    def _question(options: dict[str, Any], cell: str | None) -> str:
+        question = (options.get("question") or "").strip()
+        body = (cell or "").strip()
+        if body:
+            question = f"{question}\n\n{body}" if question else body
+        if not question:
+            raise UsageError('the question is empty: add question="..." or write the question in the cell body')
+        return question
+
+    def _effective(self, name: str, options: dict[str, Any]) -> tuple[Any, str]:
+        """A setting's value and where it came from: the cell, the environment, %config, or the default."""
+        if name in options:
+            return options[name], "cell"
+        env = env_value(name)
+        if env is not None:
+            return env, f"env {ENV_VARS[name]}"
+        value = getattr(self, name)
+        return value, "default" if value == Settings.class_traits()[name].default() else "%config"
+
+    def _runner(self, options: dict[str, Any]) -> RLM:
+        settings: dict[str, Any] = {}
+        for name in Settings.class_trait_names(config=True):
+            settings[name] = self._effective(name, options)[0]
+        if not settings.get("model"):
+            raise UsageError(NO_MODEL)
+        if not settings.get("sub_model"):
+            settings["sub_model"] = settings["model"]
+        return RLM(on_event=TextView() if settings.get("verbose") else None, **{**settings, "verbose": False})
+
+    # ------------------------------------------------------------------
+    def _land(self, result: RLMResult, out: str | None) -> Any:
+        ns = self.shell.user_ns
+        ns["_rlm"] = result
+        for name, value in result.fields.items():
+            if name in _PROTECTED or name.startswith("_"):
+                print(f"rlm: field {name!r} was not landed (reserved notebook name); it is in _rlm.fields")
+                continue
+            if name in ns and ns[name] is not value:
+                print(f"rlm: overwrote notebook variable {name!r} (was {short_type(ns[name])})")
+            ns[name] = value
+        for note in result.notes:
+            print(f"rlm: note: {note}")
+        if out:
+            if out in ns:
+                print(f"rlm: overwrote notebook variable {out!r} (was {short_type(ns[out])})")
+            ns[out] = result.answer
+        if result.status == "error":
+            raise UsageError(f"the run failed: {result.error}. The partial trajectory is in _rlm.")
+        if result.status == "interrupted":
+            return None
+        return Answer(result)
+
+    # ------------------------------------------------------------------
+    def _subcommand(self, name: str, args: list[str]) -> Any:
+        if name == "help":
+            print(HELP)
+            return None
+        if name == "config":
+            rows = []
+            for opt in sorted(Settings.class_trait_names(config=True)):
+                value, source = self._effective(opt, {})
+                if opt == "sub_model" and not value:
+                    value, source = self._effective("model", {})[0], "= model"
+                if opt == "api_key" and value:
+                    value = "***"
+                rows.append(f"  {opt:<20} {value!r:<40} ({source})")
+            print("rlm settings (cell options override these):\n" + "\n".join(rows))
+            return None
+        known = ["help", "config"]
+        hint = close_matches(name, known)
+        raise UsageError(f"unknown %rlm command {name!r}" + (f" (did you mean {hint[0]}?)" if hint else "")
+                         + f"; commands: {', '.join(known)}; or give name=value arguments to run")
+
+
+def _similar(a: str, b: str) -> bool:
+    import difflib
+
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.85
+
+
+class Answer:
+    """What the cell displays: the answer (Markdown), with how the run ended when it did not finish."""
+
+    def __init__(self, result: RLMResult) -> None:
+        self.result = result
+
+    def _status_line(self) -> str:
+        res = self.result
+        if res.status == "finished":
+            return ""
+        return f"({STATUS_TEXT.get(res.status, res.status)}; best answer from what was gathered)"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        answer = self.result.answer
+        status = self._status_line()
+        bundle: dict[str, str] = {}
+        if isinstance(answer, str) or answer is None:
+            text = answer if answer is not None else "(no answer)"
+            bundle["text/markdown"] = text + (f"\n\n*{status}*" if status else "")
+            bundle["text/plain"] = text + (f"\n{status}" if status else "")
+            return bundle
+        plain = repr(answer)
+        bundle["text/plain"] = plain + (f"\n{status}" if status else "")
+        html = getattr(answer, "_repr_html_", None)
+        if callable(html):
+            rendered = html()
+            if rendered:
+                bundle["text/html"] = rendered
+        bundle["text/markdown"] = "```\n" + plain + "\n```" + (f"\n\n*{status}*" if status else "")
+        return bundle
+
+    def __repr__(self) -> str:
+        return self._repr_mimebundle_()["text/plain"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    magics = RLMMagics(shell=ipython)
+    ipython.register_magics(magics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
+    if _bodyless_cell_magic not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(_bodyless_cell_magic)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    if _bodyless_cell_magic in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(_bodyless_cell_magic)
+    ipython.configurables[:] = [c for c in ipython.configurables if not isinstance(c, RLMMagics)]

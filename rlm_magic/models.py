@@ -1,0 +1,158 @@
+"""Model calls through litellm: one place that knows about providers.
+
+Model strings go to litellm untouched; keys come from the environment the way
+litellm reads them.  Every call becomes an :class:`LLMCall` record with the
+provider's own token counts (estimated with litellm's counter only when the
+provider sent none, and marked so) and litellm's own cost (``None`` when it
+does not know the model).  Transient errors are retried by litellm
+(``num_retries`` reaches the OpenAI-compatible client's backoff).  API errors
+never raise out of :meth:`ModelClient.complete`; they become the record's
+``error`` so a run can carry on or report them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from .result import LLMCall
+
+
+def _litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+@dataclass
+class ModelOptions:
+    """How to reach the models; shared by root and sub calls."""
+
+    api_base: str | None = None
+    api_key: str | None = None
+    num_retries: int = 3
+    request_timeout: float = 300.0
+    extra: dict[str, Any] = field(default_factory=dict)  # passed to litellm.acompletion as is
+
+
+@lru_cache(maxsize=64)
+def context_window(model: str) -> int | None:
+    """The model's input window per litellm's model info, or None when litellm does not know it."""
+    try:
+        info = _litellm().get_model_info(model)
+    except Exception:
+        return None
+    window = info.get("max_input_tokens") or info.get("max_tokens")
+    return int(window) if window else None
+
+
+def count_tokens(model: str, text: str) -> int:
+    try:
+        return int(_litellm().token_counter(model=model, text=text))
+    except Exception:
+        return max(1, len(text) // 4)
+
+
+def check_fits(model: str, prompt: str, window: int | None) -> str | None:
+    """An explanation when ``prompt`` will not fit ``window`` tokens, else None.
+
+    Counting tokens of a huge string is slow, so obviously small prompts skip
+    the count and obviously huge ones are rejected on their length.
+    """
+    if not window:
+        return None
+    if len(prompt) < window * 0.9:  # a token almost always spans at least one character
+        return None
+    tokens = len(prompt) // 4 if len(prompt) > window * 8 else count_tokens(model, prompt)
+    if tokens <= window:
+        return None
+    return (
+        f"prompt too long for the sub-model {model}: about {tokens:,} tokens, but it accepts {window:,}. "
+        f"Split the text into chunks of under ~{window * 3:,} characters and use llm_query_batched."
+    )
+
+
+class ModelClient:
+    """Makes litellm calls and turns responses into :class:`LLMCall` records."""
+
+    def __init__(self, options: ModelOptions) -> None:
+        self.options = options
+
+    def _kwargs(self, model: str) -> dict[str, Any]:
+        opts = self.options
+        kw: dict[str, Any] = {"num_retries": opts.num_retries, "timeout": opts.request_timeout, **opts.extra}
+        if opts.api_base:
+            kw["api_base"] = opts.api_base
+        if opts.api_key:
+            kw["api_key"] = opts.api_key
+        elif opts.api_base and model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            # Local OpenAI-compatible servers (vLLM, Ollama, LM Studio) need no key,
+            # but the OpenAI client refuses to start without one.
+            kw["api_key"] = "no-key-needed"
+        return kw
+
+    async def complete(self, model: str, messages: list[dict[str, Any]], *, role: str, prompt: str = "") -> LLMCall:
+        litellm = _litellm()
+        call = LLMCall(model=model, role=role, prompt=prompt)
+        started = time.monotonic()
+        try:
+            resp = await litellm.acompletion(model=model, messages=messages, **self._kwargs(model))
+        except Exception as exc:  # every provider error, after litellm's retries
+            call.latency = time.monotonic() - started
+            call.error = _error_text(exc)
+            return call
+        call.latency = time.monotonic() - started
+        message = resp.choices[0].message if getattr(resp, "choices", None) else None
+        call.response = getattr(message, "content", None) if message is not None else None
+        call.reasoning = getattr(message, "reasoning_content", None) if message is not None else None
+        self._usage(call, resp, messages)
+        call.cost = _cost(litellm, resp)
+        return call
+
+    def _usage(self, call: LLMCall, resp: Any, messages: list[dict[str, Any]]) -> None:
+        usage = getattr(resp, "usage", None)
+        reported = _provider_reported_usage(resp)
+        if usage is not None and reported:
+            call.prompt_tokens = getattr(usage, "prompt_tokens", None)
+            call.completion_tokens = getattr(usage, "completion_tokens", None)
+            return
+        litellm = _litellm()
+        call.tokens_estimated = True
+        try:
+            call.prompt_tokens = int(litellm.token_counter(model=call.model, messages=messages))
+        except Exception:
+            call.prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4
+        call.completion_tokens = count_tokens(call.model, call.response or "") if call.response else 0
+
+
+def _provider_reported_usage(resp: Any) -> bool:
+    """Did the provider itself send usage?  litellm fills in zeros (or its own count) when it did not."""
+    hidden = getattr(resp, "_hidden_params", None) or {}
+    raw = hidden.get("original_response")
+    if isinstance(raw, str) and raw:
+        return '"usage"' in raw
+    if isinstance(raw, dict):
+        return raw.get("usage") is not None
+    usage = getattr(resp, "usage", None)
+    return usage is not None and bool(getattr(usage, "total_tokens", 0))
+
+
+def _cost(litellm: Any, resp: Any) -> float | None:
+    try:
+        cost = litellm.completion_cost(completion_response=resp)
+    except Exception:
+        return None
+    return float(cost) if cost is not None else None
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    if len(text) > 400:
+        text = text[:400] + "…"
+    return f"{type(exc).__name__}: {text}"

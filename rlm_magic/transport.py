@@ -1,0 +1,127 @@
+"""Moving values between the notebook and the child kernel, notebook side.
+
+Bindings are written once per run into a private folder (``/dev/shm`` when the
+machine has it, so nothing touches disk): Arrow IPC for pandas objects, raw
+files for text and bytes, pickle for everything else.  Results come back from
+the child without pickle (see ``rlm_kernel.codec``), so nothing model-written
+code produced is ever unpickled here.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def make_run_dir() -> Path:
+    """A private (0700) scratch folder for one run: bindings, results, the channel socket."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="rlm-", dir=base))
+
+
+def remove_dir(path: Path | None) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write_binding(name: str, value: Any, folder: Path) -> dict[str, Any]:
+    """Write one value for the child and return the spec it loads it from."""
+    mod = type(value).__module__ or ""
+    stem = folder / f"in-{name}"
+    if mod.startswith("pandas"):
+        import pandas as pd
+
+        if isinstance(value, (pd.DataFrame, pd.Series)):
+            spec = _write_arrow(value, stem.with_suffix(".arrow"))
+            if spec is not None:
+                return {"name": name, **spec}
+    if isinstance(value, str):
+        path = stem.with_suffix(".txt")
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(value)
+        return {"name": name, "t": "text", "path": str(path)}
+    if isinstance(value, (bytes, bytearray)):
+        path = stem.with_suffix(".bin")
+        path.write_bytes(value)
+        return {"name": name, "t": "bytes", "path": str(path)}
+    path = stem.with_suffix(".pkl")
+    try:
+        with open(path, "wb") as fh:
+            pickle.dump(value, fh, protocol=5)
+    except Exception as exc:
+        raise TypeError(f"cannot send {name!r} ({type(value).__name__}) to the REPL: it cannot be pickled ({exc})") from None
+    return {"name": name, "t": "pickle", "path": str(path)}
+
+
+def _write_arrow(value: Any, path: Path) -> dict[str, Any] | None:
+    import pandas as pd
+    import pyarrow as pa
+
+    is_series = isinstance(value, pd.Series)
+    frame = value.to_frame(name="__value__" if value.name is None else value.name) if is_series else value
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None  # mixed object columns: fall back to pickle
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return {"t": "arrow", "path": str(path), "kind": "series" if is_series else "dataframe",
+            "series_name": value.name if is_series else None}
+
+
+def read_value(enc: dict[str, Any], folder: Path) -> tuple[Any, str | None]:
+    """Turn an encoded value from the child into a Python value, with a note when it is only a repr."""
+    kind = enc.get("t")
+    if kind == "json":
+        value = enc.get("v")
+        if enc.get("tuple"):
+            value = tuple(value)
+        elif enc.get("set"):
+            value = set(value)
+        return value, None
+    if kind == "bytes":
+        return base64.b64decode(enc["v"]), None
+    if kind in ("arrow", "npy"):
+        path = _inside(folder, enc["path"])
+        if kind == "npy":
+            import numpy as np
+
+            return np.load(path, allow_pickle=False), None
+        import pyarrow as pa
+
+        with pa.memory_map(str(path)) as source:
+            frame = pa.ipc.open_file(source).read_all().to_pandas()
+        return _series_or_frame(frame, enc), None
+    if kind == "pandas_json":
+        import pandas as pd
+
+        frame = pd.read_json(io.StringIO(enc["v"]), orient="table")
+        return _series_or_frame(frame, enc), "object columns were sent as JSON; some types may have changed"
+    if kind == "repr":
+        return enc.get("v"), f"a {enc.get('type', 'value')} cannot be sent back, so its repr came instead"
+    raise ValueError(f"unknown value encoding {kind!r}")
+
+
+def _series_or_frame(frame: Any, enc: dict[str, Any]) -> Any:
+    if enc.get("kind") != "series":
+        return frame
+    return frame.iloc[:, 0].rename(enc.get("series_name"))
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """Resolve a file name the child gave us, refusing anything outside the run folder or behind a link."""
+    path = (folder / name).resolve()
+    if path.parent != folder.resolve() or (folder / name).is_symlink():
+        raise ValueError(f"refusing result file outside the run folder: {name!r}")
+    return path
+
+
+def dumps(payload: dict[str, Any]) -> bytes:
+    return (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 MODES = ("standard", "conservative", "no_subcalls")
 
-_ROLE = """You are the planner in a Recursive Language Model run. You answer a question about data that is far too large to read directly. The data lives in variables inside a persistent Python REPL (a Jupyter kernel with pandas and the usual scientific libraries). You never see the data itself, only the short descriptions below. You learn about it by writing code, reading what the code prints, and writing more code.
+_ROLE = """You are the planner in a Recursive Language Model run. You answer a question about data that is far too large to read directly. The data lives in variables inside a persistent Python REPL (a Jupyter kernel; pandas is imported as pd and numpy as np when installed). You never see the data itself, only the short descriptions below. You learn about it by writing code, reading what the code prints, and writing more code.
 
 How each turn works:
 - Reply with a short note on what you will do next, then one or more Python code blocks fenced as ```repl (```python also works).

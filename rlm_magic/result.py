@@ -246,14 +246,28 @@ def _encode(value: Any) -> Any:
     if mod.startswith("pandas"):
         import pandas as pd
 
-        if isinstance(value, pd.DataFrame):
-            return {"__rlm__": "dataframe", "json": value.to_json(orient="table", index=True)}
-        if isinstance(value, pd.Series):
-            frame = value.to_frame(name=value.name if value.name is not None else "__value__")
-            return {"__rlm__": "series", "json": frame.to_json(orient="table", index=True)}
+        if isinstance(value, (pd.DataFrame, pd.Series)):
+            return _encode_pandas(value)
     if mod == "numpy" and hasattr(value, "tolist"):
         return value.tolist()
     return {"__rlm__": "repr", "repr": repr(value)}
+
+
+def _encode_pandas(value: Any) -> dict[str, Any]:
+    """Arrow IPC keeps column labels, dtypes, time units and zones that JSON would lose."""
+    import pandas as pd
+    import pyarrow as pa
+
+    tag = "series" if isinstance(value, pd.Series) else "dataframe"
+    frame = value.to_frame(name="__value__" if value.name is None else value.name) if tag == "series" else value
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return {"__rlm__": tag, "arrow": base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")}
+    except (pa.ArrowException, TypeError, ValueError):  # mixed object columns
+        return {"__rlm__": tag, "json": frame.to_json(orient="table", index=True, default_handler=str)}
 
 
 def _decode(value: Any) -> Any:
@@ -271,7 +285,13 @@ def _decode(value: Any) -> Any:
 
         import pandas as pd
 
-        frame = pd.read_json(io.StringIO(value["json"]), orient="table")
+        if "arrow" in value:
+            import pyarrow as pa
+
+            reader = pa.ipc.open_stream(pa.py_buffer(base64.b64decode(value["arrow"])))
+            frame = reader.read_all().to_pandas()
+        else:
+            frame = pd.read_json(io.StringIO(value["json"]), orient="table")
         if tag == "series":
             series = frame.iloc[:, 0]
             return series.rename(None) if series.name == "__value__" else series

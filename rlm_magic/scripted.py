@@ -477,6 +477,13 @@ class ScriptedServer:
                 raise TypeError(f"model {model!r} is scripted with a handler, not a list")
             script.extend(replies)
 
+    def set_handler(self, model: str, handler: Handler) -> None:
+        """Answer ``model`` with ``handler`` from now on (replacing any script it had)."""
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        with self._lock:
+            self._scripts[model] = handler
+
     def remaining(self, model: str) -> int:
         """How many list replies of ``model`` have not been served yet."""
         with self._lock:

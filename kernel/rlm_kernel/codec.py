@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import pickle
 import uuid
@@ -48,9 +47,7 @@ def load_binding(spec: dict[str, Any]) -> Any:
 def _json_safe(value: Any, depth: int = 0) -> bool:
     if depth > 50:
         return False
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, _JSON_SCALARS):
+    if isinstance(value, _JSON_SCALARS):  # NaN/inf included: both ends use Python's json
         return True
     if isinstance(value, (list, tuple)):
         return all(_json_safe(v, depth + 1) for v in value)

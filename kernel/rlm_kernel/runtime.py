@@ -129,6 +129,11 @@ def install(shell: Any, config: dict[str, Any]) -> Runtime:
     ns = runtime.namespace()
     ns["__rlm__"] = runtime
     ns["exit"] = ns["quit"] = _no_exit
+    for alias, module in (("pd", "pandas"), ("np", "numpy")):
+        try:
+            ns[alias] = __import__(module)
+        except ImportError:
+            pass
     shell.user_ns.update(ns)
     shell.user_ns_hidden.update({k: v for k, v in ns.items() if k.startswith("__")})
     shell.set_custom_exc((SubmitSignal,), _hide_submit_traceback)

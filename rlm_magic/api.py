@@ -126,8 +126,14 @@ class RLM(Settings):
             for fn in subscribers:
                 fn(event)
 
+        ticking = [fn.tick for fn in subscribers if callable(getattr(fn, "tick", None))]
+
+        def tick() -> None:
+            for fn in ticking:
+                fn()
+
         try:
-            result = run_with_events(make, dispatch)
+            result = run_with_events(make, dispatch, tick=tick if ticking else None)
         except KeyboardInterrupt:
             if "engine" in holder:
                 self.last_result = holder["engine"].result

@@ -129,7 +129,9 @@ class Engine:
         self.emit = emit
         self.client = ModelClient(config.models)
         self.budget = Budget(config)
-        self.result = RLMResult(question="", model=config.model, sub_model=config.sub_model, mode=config.mode)
+        self.result = RLMResult(question="", model=config.model, sub_model=config.sub_model, mode=config.mode,
+                                max_iterations=config.max_iterations, max_llm_calls=config.max_llm_calls,
+                                max_cost=config.max_cost)
         self.turn: Turn | None = None
         self.run_dir: Path | None = None
         self.work_dir: Path | None = None

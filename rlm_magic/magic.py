@@ -71,17 +71,29 @@ Line commands: %rlm help · %rlm config
 """
 
 
+def _line_call(args: str) -> str:
+    return f"get_ipython().run_line_magic('rlm', {args!r})\n"
+
+
 def _bodyless_cell_magic(lines: list[str]) -> list[str]:
-    """Turn a body-less ``%%rlm ...`` cell into the line magic ``%rlm ...``.
+    """Run a body-less ``%%rlm ...`` cell, and ``%rlm name=...`` lines, as the line magic.
 
     IPython 9 refuses a cell magic whose body is empty, but the one-line form
-    ``%%rlm context=df question="..."`` is the syntax users are shown.
+    ``%%rlm context=df question="..."`` is the syntax users are shown.  The
+    call is written out in full (not as ``%rlm ...``) because IPython would
+    otherwise read an unquoted question ending in ``?`` as a help request.
     """
-    if not lines or not re.match(r"%%rlm(\s|$)", lines[0]):
+    if not lines:
         return lines
-    if any(line.strip() for line in lines[1:]):
-        return lines
-    return ["%rlm" + lines[0].rstrip("\r\n")[5:] + "\n"]
+    if re.match(r"%%rlm(\s|$)", lines[0]):
+        if any(line.strip() for line in lines[1:]):
+            return lines
+        return [_line_call(lines[0].rstrip("\r\n")[5:].strip())]
+    out = []
+    for line in lines:
+        m = re.match(r"%rlm\s+(\S.*=.*)$", line.rstrip("\r\n"))
+        out.append(_line_call(m.group(1).strip()) if m else line)
+    return out
 
 
 def _bool(text: str, name: str) -> bool:
@@ -98,7 +110,7 @@ def _number(kind: type, text: str, name: str) -> Any:
         value = kind(text.replace("_", ""))
     except ValueError:
         what = "a whole number" if kind is int else "a number"
-        raise UsageError(f"{name}= takes {what}, not {text!r} (use ${name} or {{expr}} to pass a notebook value)") from None
+        raise UsageError(f"{name}= takes {what}, not {text!r} (use $var or {{expr}} to pass a notebook value)") from None
     if value <= 0 and name != "max_cost":
         raise UsageError(f"{name}= must be positive, not {text}")
     if value < 0:
@@ -236,14 +248,12 @@ class RLMMagics(Settings, Magics):
             ns[name] = value
         for note in result.notes:
             print(f"rlm: note: {note}")
+        if result.status == "error":
+            raise UsageError(f"the run failed: {result.error}. The partial trajectory is in _rlm.")
         if out:
             if out in ns:
                 print(f"rlm: overwrote notebook variable {out!r} (was {short_type(ns[out])})")
             ns[out] = result.answer
-        if result.status == "error":
-            raise UsageError(f"the run failed: {result.error}. The partial trajectory is in _rlm.")
-        if result.status == "interrupted":
-            return None
         return Answer(result)
 
     # ------------------------------------------------------------------

@@ -13,6 +13,7 @@ never raise out of :meth:`ModelClient.complete`; they become the record's
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -151,8 +152,17 @@ def _cost(litellm: Any, resp: Any) -> float | None:
     return float(cost) if cost is not None else None
 
 
+_NOISE = re.compile(r"^(?:litellm\.)?\w+(?:Error|Exception)\s*(?::|-)\s*|^OpenAIException\s*-\s*")
+
+
 def _error_text(exc: BaseException) -> str:
+    """``Type: message`` without litellm's repeated ``litellm.XError: XError: OpenAIException -`` prefixes."""
     text = str(exc).strip().replace("\n", " ")
+    while True:
+        trimmed = _NOISE.sub("", text, count=1)
+        if trimmed == text:
+            break
+        text = trimmed
     if len(text) > 400:
         text = text[:400] + "…"
     return f"{type(exc).__name__}: {text}"

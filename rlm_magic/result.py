@@ -129,6 +129,9 @@ class RLMResult:
     error: str | None = None
     notes: list[str] = field(default_factory=list)  # field conversion notes, notices
     bindings: dict[str, str] = field(default_factory=dict)  # name -> short type, for views
+    max_iterations: int = 0  # the budgets the run had, so a saved run can be shown as it ran
+    max_llm_calls: int = 0
+    max_cost: float | None = None
 
     # -- derived -------------------------------------------------------
     @property

@@ -42,9 +42,15 @@ def run_with_events(
     make: Callable[[Callable[[Event], None]], Awaitable[T]],
     dispatch: Callable[[Event], None],
     *,
+    tick: Callable[[], None] | None = None,
+    tick_every: float = 0.25,
     cancel_grace: float = 30.0,
 ) -> T:
-    """Run ``make(emit)`` on the engine loop; call ``dispatch`` for each event on this thread."""
+    """Run ``make(emit)`` on the engine loop; call ``dispatch`` for each event on this thread.
+
+    ``tick`` is called on this thread about every ``tick_every`` seconds, so a
+    view can refresh clocks and flush throttled updates while no event comes.
+    """
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
     finished = threading.Event()  # set when the coroutine has really ended, cleanup included
 
@@ -56,7 +62,10 @@ def run_with_events(
 
     future: Future[T] = asyncio.run_coroutine_threadsafe(guarded(), background_loop())
 
+    last_tick = time.monotonic()
+
     def pump(deadline: float | None = None) -> None:
+        nonlocal last_tick
         while True:
             try:
                 event = events.get(timeout=0.05)
@@ -65,8 +74,11 @@ def run_with_events(
                     return
                 if deadline is not None and time.monotonic() > deadline:
                     return
-                continue
-            _safe_dispatch(dispatch, event)
+            else:
+                _guarded(dispatch, event)
+            if tick is not None and time.monotonic() - last_tick >= tick_every:
+                last_tick = time.monotonic()
+                _guarded(tick)
 
     try:
         pump()
@@ -80,10 +92,10 @@ def run_with_events(
 _warned: set[str] = set()
 
 
-def _safe_dispatch(dispatch: Callable[[Event], None], event: Event) -> None:
+def _guarded(fn: Callable[..., None], *args: Any) -> None:
     """A broken subscriber must not end a run that costs money; say so once."""
     try:
-        dispatch(event)
+        fn(*args)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -108,3 +108,39 @@ Event = Union[
     RunFinished,
 ]
 Subscriber = Callable[[Event], None]
+
+
+def events_from_result(result: RLMResult) -> list[Event]:
+    """The events a finished (or reloaded) run would have emitted, so any view can show it again."""
+    out: list[Event] = [RunStarted(result.question, result.model, result.sub_model, result.mode,
+                                   dict(result.bindings), result.max_iterations or len(result.turns),
+                                   result.max_llm_calls or len(result.calls), result.max_cost)]
+    seen_batches: set[int] = set()
+    for turn in result.turns:
+        out.append(TurnStarted(turn.index))
+        if turn.root_call is not None:
+            out.append(ModelCalled(turn.index, turn.root_call))
+        if turn.root_call is None or not turn.root_call.error:
+            code = tuple(run.code for run in turn.code)
+            out.append(ReplyParsed(turn.index, turn.reply or "", turn.reasoning, code))
+        for block, run in enumerate(turn.code):
+            out.append(CodeStarted(turn.index, block, run.code))
+            out.append(CodeFinished(turn.index, block, run))
+        batches: dict[int, list[LLMCall]] = {}
+        for call in turn.sub_calls:
+            if call.batch is not None:
+                batches.setdefault(call.batch, []).append(call)
+        for batch, calls in batches.items():
+            if batch not in seen_batches:
+                seen_batches.add(batch)
+                out.append(BatchStarted(turn.index, batch, len(calls)))
+        for call in turn.sub_calls:
+            out.append(ModelCalled(turn.index, call))
+        for batch, calls in batches.items():
+            out.append(BatchFinished(turn.index, batch, len(calls), sum(1 for c in calls if c.error),
+                                     max((c.latency for c in calls), default=0.0)))
+    for call in result.calls:
+        if call.role == "final":
+            out.append(ModelCalled(result.turns[-1].index if result.turns else 0, call))
+    out.append(RunFinished(result))
+    return out

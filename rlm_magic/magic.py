@@ -15,6 +15,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Enum
 
 from .api import RLM, ConfigError
 from .describe import short_type
@@ -22,12 +23,13 @@ from .parsing import Arg, ArgumentError, close_matches, split_args, split_subcom
 from .prompts import MODES
 from .result import RLMResult
 from .settings import ENV_VARS, NO_MODEL, Settings, env_value
+from .views import VIEWS, choose_view
 from .views.text import STATUS_TEXT, TextView
 
 #: Per-cell options and how their text is read.
 _INT_OPTIONS = ("max_iterations", "max_llm_calls", "max_output_chars", "sub_concurrency", "sub_context_window")
 _FLOAT_OPTIONS = ("timeout", "max_cost")
-_STR_OPTIONS = ("question", "model", "sub_model", "api_base", "kernel", "out", "mode")
+_STR_OPTIONS = ("question", "model", "sub_model", "api_base", "kernel", "out", "mode", "view")
 _BOOL_OPTIONS = ("verbose",)
 OPTIONS = _INT_OPTIONS + _FLOAT_OPTIONS + _STR_OPTIONS + _BOOL_OPTIONS
 
@@ -62,7 +64,8 @@ Options (per cell; defaults from %config RLMMagics.<name> or RLM_MODEL / RLM_SUB
   max_output_chars=N   REPL output shown to the model per block (default 10000)
   sub_concurrency=N    concurrent sub-calls in llm_query_batched (default 16)
   sub_context_window=N sub-model window in tokens, when litellm does not know it
-  verbose=BOOL         print the per-turn text log
+  verbose=BOOL         print the per-turn text log (where no widget view is shown)
+  view=V               auto | widget | text | none (auto: widgets in JupyterLab/VS Code, else text)
 
 Results: the answer is the cell's output; SUBMIT(name=value) fields become
 notebook variables; the full result (trajectory, usage, cost) is in _rlm.
@@ -122,6 +125,10 @@ def _number(kind: type, text: str, name: str) -> Any:
 class RLMMagics(Settings, Magics):
     """The ``%%rlm`` cell magic and ``%rlm`` line magic.  Configure with ``%config RLMMagics.<option>``."""
 
+    view = Enum(VIEWS, "auto", help="auto (widgets where the frontend shows them, else text) | widget | text | none").tag(
+        config=True
+    )
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
 
@@ -143,6 +150,7 @@ class RLMMagics(Settings, Magics):
             rlm.check(question, bindings)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        view = self._attach_view(rlm, options)
         try:
             result = rlm.run(question, **bindings)
         except KeyboardInterrupt:
@@ -151,7 +159,30 @@ class RLMMagics(Settings, Magics):
                 self.shell.user_ns["_rlm"] = partial
                 print(f"rlm: interrupted after {len(partial.turns)} turn(s); the partial trajectory is in _rlm")
             raise
-        return self._land(result, options.get("out"))
+        answer = self._land(result, options.get("out"))
+        if view is not None:
+            landed = {k: short_type(v) for k, v in result.fields.items() if k in self.shell.user_ns}
+            if options.get("out"):
+                landed[options["out"]] = short_type(result.answer)
+            view.landed({**landed, "_rlm": "RLMResult"})
+        return answer
+
+    def _attach_view(self, rlm: RLM, options: dict[str, Any]) -> Any:
+        """Subscribe the view this frontend can show; returns the widget view, if any."""
+        verbose = options.get("verbose", self.verbose)
+        choice = choose_view(options.get("view", self.view if self.view != "auto" else None), verbose=verbose)
+        if choice == "text":
+            rlm.subscribe(TextView())
+        elif choice == "widget":
+            from IPython.display import display
+
+            from .views.widget import WidgetView
+
+            widget_view = WidgetView()
+            rlm.subscribe(widget_view)
+            display(widget_view.widget)
+            return widget_view
+        return None
 
     # ------------------------------------------------------------------
     def _parse(self, line: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -181,6 +212,8 @@ class RLMMagics(Settings, Magics):
             return _bool(text, name)
         if name == "mode" and text not in MODES:
             raise UsageError(f"mode= must be one of {', '.join(MODES)}, not {text!r}")
+        if name == "view" and text not in VIEWS:
+            raise UsageError(f"view= must be one of {', '.join(VIEWS)}, not {text!r}")
         if name == "out" and not (text.isidentifier() and not text.startswith("_")):
             raise UsageError(f"out= takes a variable name, not {text!r}")
         if name != "question" and not text.strip():
@@ -223,7 +256,7 @@ class RLMMagics(Settings, Magics):
         if env is not None:
             return env, f"env {ENV_VARS[name]}"
         value = getattr(self, name)
-        return value, "default" if value == Settings.class_traits()[name].default() else "%config"
+        return value, "default" if value == type(self).class_traits()[name].default() else "%config"
 
     def _runner(self, options: dict[str, Any]) -> RLM:
         settings: dict[str, Any] = {}
@@ -233,7 +266,7 @@ class RLMMagics(Settings, Magics):
             raise UsageError(NO_MODEL)
         if not settings.get("sub_model"):
             settings["sub_model"] = settings["model"]
-        return RLM(on_event=TextView() if settings.get("verbose") else None, **{**settings, "verbose": False})
+        return RLM(**{**settings, "verbose": False})
 
     # ------------------------------------------------------------------
     def _land(self, result: RLMResult, out: str | None) -> Any:
@@ -263,7 +296,7 @@ class RLMMagics(Settings, Magics):
             return None
         if name == "config":
             rows = []
-            for opt in sorted(Settings.class_trait_names(config=True)):
+            for opt in sorted([*Settings.class_trait_names(config=True), "view"]):
                 value, source = self._effective(opt, {})
                 if opt == "sub_model" and not value:
                     value, source = self._effective("model", {})[0], "= model"

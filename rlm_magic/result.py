@@ -189,10 +189,18 @@ class RLMResult:
             f"answer={_short(self.answer)!r})"
         )
 
-    def _repr_markdown_(self) -> str:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """Markdown and a stable text line everywhere; the live view again where widgets render."""
+        from .views import frontend_has_widgets
         from .views.text import result_markdown
 
-        return result_markdown(self)
+        bundle: dict[str, Any] = {"text/markdown": result_markdown(self), "text/plain": repr(self)}
+        if frontend_has_widgets():
+            from .views.widget import WidgetView
+
+            widget = WidgetView.from_result(self)._repr_mimebundle_()
+            bundle.update({k: v for k, v in widget.items() if k != "text/plain"})
+        return bundle
 
     # -- JSON ----------------------------------------------------------
     def to_json(self, path: str | None = None, *, indent: int | None = None) -> str:

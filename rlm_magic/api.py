@@ -7,8 +7,10 @@ a script can do the same way.
 from __future__ import annotations
 
 import keyword
+from pathlib import Path
 from typing import Any, Callable
 
+from .cassette import Cassette
 from .engine import Engine, RunConfig
 from .events import Event
 from .models import ModelOptions
@@ -81,8 +83,19 @@ class RLM(Settings):
                 num_retries=self.num_retries,
                 request_timeout=self.request_timeout,
                 extra=dict(self.litellm_kwargs),
+                cassette=self._cassette(),
             ),
         )
+
+    def _cassette(self) -> Cassette | None:
+        path = self.cassette or env_value("cassette")
+        if not path:
+            return None
+        mode = (self.cassette_mode or env_value("cassette_mode") or "auto").strip().lower()
+        try:
+            return Cassette(Path(path), mode=mode, ignore=tuple(self.cassette_ignore))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cassette: {exc}") from None
 
     def check(self, question: str, bindings: dict[str, Any]) -> RunConfig:
         """Every check that can fail before a kernel starts."""

@@ -32,6 +32,7 @@ from .events import (
     TurnStarted,
 )
 from .extract import parse_reply
+from .cassette import CassetteMiss
 from .models import ModelClient, ModelOptions, check_fits, context_window
 from .result import CodeRun, LLMCall, RLMResult, Turn
 from .session import ExecResult, KernelSession, child_env
@@ -142,6 +143,7 @@ class Engine:
         self._sem = asyncio.Semaphore(max(1, config.sub_concurrency))
         self._cache: dict[tuple[str, str], asyncio.Future[LLMCall]] = {}
         self._batches = 0
+        self._fatal: BaseException | None = None  # raised by the loop once the current block ends
 
     # ------------------------------------------------------------------
     async def run(self, question: str, bindings: dict[str, Any]) -> RLMResult:
@@ -239,6 +241,8 @@ class Engine:
             for bi, block in enumerate(parsed.blocks):
                 run, lost = await self._execute(index, bi, block.code)
                 turn.code.append(run)
+                if self._fatal is not None:
+                    raise self._fatal
                 outputs.append(("timed out" if run.timed_out else "", run.output))
                 if lost:
                     notes.append(prompts.kernel_lost(lost))
@@ -347,6 +351,9 @@ class Engine:
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the child gave up (interrupted); nothing to answer
+        except CassetteMiss as exc:  # replay cannot go on; the loop ends the run after this block
+            self._fatal = exc
+            writer.write(transport.dumps({"ok": False, "error": "replay stopped: cassette miss"}))
         finally:
             writer.close()
 

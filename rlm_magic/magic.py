@@ -29,7 +29,8 @@ from .views.text import STATUS_TEXT, TextView
 #: Per-cell options and how their text is read.
 _INT_OPTIONS = ("max_iterations", "max_llm_calls", "max_output_chars", "sub_concurrency", "sub_context_window")
 _FLOAT_OPTIONS = ("timeout", "max_cost")
-_STR_OPTIONS = ("question", "model", "sub_model", "api_base", "kernel", "out", "mode", "view")
+_STR_OPTIONS = ("question", "model", "sub_model", "api_base", "kernel", "out", "mode", "view",
+                "cassette", "record", "replay")
 _BOOL_OPTIONS = ("verbose",)
 OPTIONS = _INT_OPTIONS + _FLOAT_OPTIONS + _STR_OPTIONS + _BOOL_OPTIONS
 
@@ -69,6 +70,10 @@ Options (per cell; defaults from %config RLMMagics.<name> or RLM_MODEL / RLM_SUB
 
 Results: the answer is the cell's output; SUBMIT(name=value) fields become
 notebook variables; the full result (trajectory, usage, cost) is in _rlm.
+
+Record and replay (every model call, to a JSON-lines cassette):
+  record=PATH / replay=PATH / cassette=PATH      per cell (cassette= replays hits, records misses)
+  %rlm record PATH · %rlm replay PATH · %rlm cassette PATH [mode] · %rlm cassette off   for the notebook
 
 Line commands: %rlm help · %rlm config
 """
@@ -259,6 +264,12 @@ class RLMMagics(Settings, Magics):
         return value, "default" if value == type(self).class_traits()[name].default() else "%config"
 
     def _runner(self, options: dict[str, Any]) -> RLM:
+        options = dict(options)
+        for mode in ("record", "replay"):  # record=PATH / replay=PATH are cassette=PATH with a mode
+            if mode in options:
+                if "cassette" in options:
+                    raise UsageError(f"give either cassette= or {mode}=, not both")
+                options["cassette"], options["cassette_mode"] = options.pop(mode), mode
         settings: dict[str, Any] = {}
         for name in Settings.class_trait_names(config=True):
             settings[name] = self._effective(name, options)[0]
@@ -290,6 +301,25 @@ class RLMMagics(Settings, Magics):
         return Answer(result)
 
     # ------------------------------------------------------------------
+    def _cassette_command(self, name: str, args: list[str]) -> None:
+        """Set the notebook's cassette: every later run records to it or replays from it."""
+        if name == "cassette" and args[:1] == ["off"]:
+            self.cassette, self.cassette_mode = None, None
+            print("rlm: cassette off; model calls go live")
+            return
+        if not args or len(args) > (2 if name == "cassette" else 1):
+            raise UsageError(_cassette_usage())
+        mode = name if name != "cassette" else (args[1] if len(args) > 1 else "auto")
+        if mode not in ("record", "replay", "auto"):
+            raise UsageError(_cassette_usage())
+        path = os.path.expanduser(args[0])
+        if mode == "replay" and not os.path.exists(path):
+            raise UsageError(f"cassette {path} does not exist; record it first with %rlm record {args[0]}")
+        self.cassette, self.cassette_mode = path, mode
+        what = {"record": "recording every model call to", "replay": "replaying model calls from",
+                "auto": "replaying matching calls from (and recording new ones to)"}[mode]
+        print(f"rlm: {what} {args[0]}")
+
     def _subcommand(self, name: str, args: list[str]) -> Any:
         if name == "help":
             print(HELP)
@@ -305,10 +335,17 @@ class RLMMagics(Settings, Magics):
                 rows.append(f"  {opt:<20} {value!r:<40} ({source})")
             print("rlm settings (cell options override these):\n" + "\n".join(rows))
             return None
-        known = ["help", "config"]
+        if name in ("record", "replay", "cassette"):
+            return self._cassette_command(name, args)
+        known = ["help", "config", "record", "replay", "cassette"]
         hint = close_matches(name, known)
         raise UsageError(f"unknown %rlm command {name!r}" + (f" (did you mean {hint[0]}?)" if hint else "")
                          + f"; commands: {', '.join(known)}; or give name=value arguments to run")
+
+
+def _cassette_usage() -> str:
+    return ("usage: %rlm record PATH | %rlm replay PATH | %rlm cassette PATH [record|replay|auto] | "
+            "%rlm cassette off")
 
 
 def _similar(a: str, b: str) -> bool:

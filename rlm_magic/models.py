@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from .cassette import PROVIDER, Cassette, CassetteMiss, register_provider
 from .result import LLMCall
 
 
@@ -40,6 +41,7 @@ class ModelOptions:
     num_retries: int = 3
     request_timeout: float = 300.0
     extra: dict[str, Any] = field(default_factory=dict)  # passed to litellm.acompletion as is
+    cassette: Cassette | None = None  # record/replay of every call
 
 
 @lru_cache(maxsize=64)
@@ -99,25 +101,57 @@ class ModelClient:
         return kw
 
     async def complete(self, model: str, messages: list[dict[str, Any]], *, role: str, prompt: str = "") -> LLMCall:
+        """One call, live or from the cassette; raises only :class:`CassetteMiss`."""
         litellm = _litellm()
+        cassette = self.options.cassette
         call = LLMCall(model=model, role=role, prompt=prompt)
+        entry = None
+        if cassette is not None and cassette.mode in ("replay", "auto"):
+            entry = cassette.take(model, messages)
+            if entry is None and cassette.mode == "replay":
+                raise cassette.miss(model, messages, role)
+        if entry is not None:  # replay through litellm's own call path, against the cassette provider
+            register_provider()
+            target, kwargs = f"{PROVIDER}/{model}", {"metadata": {"rlm_cassette_entry": entry}, "api_key": "cassette"}
+        else:
+            target, kwargs = model, self._kwargs(model)
         started = time.monotonic()
         try:
-            resp = await litellm.acompletion(model=model, messages=messages, **self._kwargs(model))
+            resp = await litellm.acompletion(model=target, messages=messages, **kwargs)
+        except CassetteMiss:
+            raise
         except Exception as exc:  # every provider error, after litellm's retries
             call.latency = time.monotonic() - started
             call.error = _error_text(exc)
-            return call
-        call.latency = time.monotonic() - started
-        message = resp.choices[0].message if getattr(resp, "choices", None) else None
-        call.response = getattr(message, "content", None) if message is not None else None
-        call.reasoning = getattr(message, "reasoning_content", None) if message is not None else None
-        self._usage(call, resp, messages)
-        call.cost = _cost(litellm, resp)
+        else:
+            call.latency = time.monotonic() - started
+            message = resp.choices[0].message if getattr(resp, "choices", None) else None
+            call.response = getattr(message, "content", None) if message is not None else None
+            call.reasoning = getattr(message, "reasoning_content", None) if message is not None else None
+            self._usage(call, resp, messages)
+            replayed = (getattr(resp, "_hidden_params", None) or {}).get("rlm_cassette")
+            call.cost = replayed["cost"] if replayed else _cost(litellm, resp)
+        if entry is not None:
+            call.error = call.error.replace("RuntimeError: (replayed) ", "", 1) if call.error else None
+        elif cassette is not None:
+            cassette.record(
+                model=model, role=role, messages=messages, response=call.response, reasoning=call.reasoning,
+                usage=None if call.prompt_tokens is None else {
+                    "prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
+                    "estimated": call.tokens_estimated},
+                cost=call.cost, error=call.error,
+            )
         return call
 
     def _usage(self, call: LLMCall, resp: Any, messages: list[dict[str, Any]]) -> None:
         usage = getattr(resp, "usage", None)
+        replayed = (getattr(resp, "_hidden_params", None) or {}).get("rlm_cassette")
+        if replayed is not None:
+            if replayed["usage_reported"]:
+                call.prompt_tokens = getattr(usage, "prompt_tokens", None)
+                call.completion_tokens = getattr(usage, "completion_tokens", None)
+                call.tokens_estimated = replayed["tokens_estimated"]
+            return
         reported = _provider_reported_usage(resp)
         if usage is not None and reported:
             call.prompt_tokens = getattr(usage, "prompt_tokens", None)
@@ -141,7 +175,8 @@ def _provider_reported_usage(resp: Any) -> bool:
     if isinstance(raw, dict):
         return raw.get("usage") is not None
     usage = getattr(resp, "usage", None)
-    return usage is not None and bool(getattr(usage, "total_tokens", 0))
+    # Every prompt has tokens, so an all-zero usage is litellm's placeholder, not a report.
+    return usage is not None and any(getattr(usage, k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
 
 
 def _cost(litellm: Any, resp: Any) -> float | None:

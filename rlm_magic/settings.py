@@ -16,7 +16,13 @@ from traitlets.config import Configurable
 from .prompts import MODES
 
 #: Settings that environment variables can provide, and their variables.
-ENV_VARS = {"model": "RLM_MODEL", "sub_model": "RLM_SUB_MODEL", "api_base": "RLM_API_BASE"}
+ENV_VARS = {
+    "model": "RLM_MODEL",
+    "sub_model": "RLM_SUB_MODEL",
+    "api_base": "RLM_API_BASE",
+    "cassette": "RLM_CASSETTE",
+    "cassette_mode": "RLM_CASSETTE_MODE",
+}
 
 NO_MODEL = (
     "No model is configured for %%rlm. Set one with  %config RLMMagics.model = \"openai/gpt-4o-mini\"  "
@@ -69,6 +75,18 @@ class Settings(Configurable):
     max_restarts = Integer(3, help="REPL kernel replacements allowed in one run before it ends with an error.").tag(
         config=True
     )
+    cassette = Unicode(
+        None, allow_none=True,
+        help="Cassette file (JSON lines) that records model calls and replays them offline; see cassette_mode.",
+    ).tag(config=True)
+    cassette_mode = Enum(
+        ("record", "replay", "auto"), None, allow_none=True,
+        help="record: call live and append; replay: answer only from the cassette (a miss is an error); "
+        "auto (the default): replay what matches, call live and append on a miss.",
+    ).tag(config=True)
+    cassette_ignore = List(
+        Unicode(), help="Regular expressions masked before matching calls to the cassette (volatile text)."
+    ).tag(config=True)
     litellm_kwargs = Dict(help="Extra keyword arguments for every litellm.acompletion call (e.g. temperature).").tag(
         config=True
     )

@@ -22,6 +22,19 @@ from .settings import NO_MODEL, Settings, env_value
 RESERVED_NAMES = frozenset({"llm_query", "llm_query_batched", "SUBMIT", "FINAL", "FINAL_VAR", "__rlm__"})
 
 
+_swept = False
+
+
+def _sweep_once() -> None:
+    """Remove scratch folders a crashed notebook left behind (once per process)."""
+    global _swept
+    if not _swept:
+        _swept = True
+        from .workspace import sweep_stale_run_dirs
+
+        sweep_stale_run_dirs()
+
+
 class ConfigError(ValueError):
     """A setting or argument is wrong; raised before any kernel starts."""
 
@@ -77,6 +90,8 @@ class RLM(Settings):
             env_allow=tuple(self.env_allow),
             max_restarts=self.max_restarts,
             preview_chars=self.preview_chars,
+            session=self.session or None,
+            warm_kernels=self.warm_kernels,
             models=ModelOptions(
                 api_base=self.api_base or env_value("api_base"),
                 api_key=self.api_key,
@@ -101,6 +116,9 @@ class RLM(Settings):
         """Every check that can fail before a kernel starts."""
         from .session import check_kernel_name
 
+        _sweep_once()
+        if self.session is not None and not (self.session.replace("-", "_").isidentifier()):
+            raise ConfigError(f"session names are letters, digits, '_' and '-', not {self.session!r}")
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("the question is empty: give question=\"...\" or write it in the cell body")
         for name in bindings:

@@ -9,7 +9,6 @@ engine makes them with litellm, counts them against the budget, and answers.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ from .extract import parse_reply
 from .cassette import CassetteMiss
 from .models import ModelClient, ModelOptions, check_fits, context_window
 from .result import CodeRun, LLMCall, RLMResult, Turn
-from .session import ExecResult, KernelSession, child_env
+from .session import ExecResult, KernelSession
+from .workspace import POOL, SESSIONS, Session, Workspace, end_session, make_spec
 
 Emit = Callable[[Event], None]
 
@@ -59,6 +59,8 @@ class RunConfig:
     env_allow: tuple[str, ...] = ()
     max_restarts: int = 3
     preview_chars: int = 400
+    session: str | None = None  # keep the REPL (and its variables) under this name across runs
+    warm_kernels: bool = True  # keep a spare kernel started for the next run
     models: ModelOptions = field(default_factory=ModelOptions)
 
 
@@ -92,36 +94,6 @@ class Budget:
         return max(0, self.max_calls - self.calls)
 
 
-def _kernel_package_dir() -> str:
-    spec = importlib.util.find_spec("rlm_kernel")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the child-side package rlm_kernel is not installed; reinstall rlm-magic")
-    return list(spec.submodule_search_locations)[0]
-
-
-def bootstrap_code(config: dict[str, Any]) -> str:
-    """Code run first in the child: load *our* copy of rlm_kernel by path and install it.
-
-    Loading by file location (not ``sys.path``) means a ``kernel=`` interpreter
-    without rlm_magic installed still gets the matching child package, and the
-    user's ``sys.path`` order is left alone.
-    """
-    pkg = _kernel_package_dir()
-    return (
-        "def __rlm_boot(pkg, cfg):\n"
-        "    import importlib.util, json, os, sys\n"
-        "    if 'rlm_kernel' not in sys.modules:\n"
-        "        spec = importlib.util.spec_from_file_location('rlm_kernel', os.path.join(pkg, '__init__.py'),\n"
-        "                                                      submodule_search_locations=[pkg])\n"
-        "        mod = importlib.util.module_from_spec(spec)\n"
-        "        sys.modules['rlm_kernel'] = mod\n"
-        "        spec.loader.exec_module(mod)\n"
-        "    sys.modules['rlm_kernel'].install(get_ipython(), json.loads(cfg))\n"
-        f"__rlm_boot({pkg!r}, {json.dumps(config)!r})\n"
-        "del __rlm_boot\n"
-    )
-
-
 class Engine:
     """One run of the RLM loop."""
 
@@ -135,8 +107,10 @@ class Engine:
                                 max_cost=config.max_cost)
         self.turn: Turn | None = None
         self.run_dir: Path | None = None
-        self.work_dir: Path | None = None
+        self.workspace: Workspace | None = None
+        self.session: Session | None = None
         self.kernel: KernelSession | None = None
+        self._run_files: list[Path] = []
         self.server: asyncio.base_events.Server | None = None
         self.bind_specs: list[dict[str, Any]] = []
         self.submission: dict[str, Any] | None = None
@@ -155,17 +129,22 @@ class Engine:
         self.emit(RunStarted(question, cfg.model, cfg.sub_model, cfg.mode, dict(res.bindings),
                              cfg.max_iterations, cfg.max_llm_calls, cfg.max_cost))
         try:
-            await self._start(bindings)
+            earlier = await self._start(bindings)
             messages = [
                 {"role": "system", "content": prompts.system_prompt(
                     mode=cfg.mode, max_iterations=cfg.max_iterations, max_llm_calls=cfg.max_llm_calls,
                     max_output_chars=cfg.max_output_chars, timeout=cfg.timeout)},
                 {"role": "user", "content": prompts.first_user_message(
-                    question, describe_all(bindings, preview_chars=cfg.preview_chars))},
+                    question, describe_all(bindings, preview_chars=cfg.preview_chars), earlier=earlier)},
             ]
             await self._loop(messages)
         except asyncio.CancelledError:
             res.status = "interrupted"
+            if self.session is not None and self.kernel is not None:  # the session's REPL lives on: stop its code
+                try:
+                    await self.kernel.km.interrupt_kernel()
+                except Exception:  # noqa: BLE001
+                    pass
         except Exception as exc:  # the run failed; report it instead of losing the trajectory
             res.status = "error"
             res.error = f"{type(exc).__name__}: {exc}"
@@ -176,37 +155,76 @@ class Engine:
             self.emit(RunFinished(res))
         return res
 
-    async def _start(self, bindings: dict[str, Any]) -> None:
+    async def _start(self, bindings: dict[str, Any]) -> str | None:
+        """Get a workspace (warm spare, session, or fresh), bind values, connect the channel.
+
+        Returns what the prompt should say about earlier runs of a session.
+        """
         cfg = self.config
-        self.run_dir = transport.make_run_dir()
-        self.work_dir = self.run_dir / "work"
-        self.work_dir.mkdir()
+        spec = make_spec(cfg.kernel, cfg.env_allow)
+        earlier = None
+        if cfg.session:
+            self.session = await self._session_workspace(cfg.session, spec)
+            self.workspace = self.session.workspace
+        elif cfg.warm_kernels:
+            self.workspace, warm = await POOL.acquire(spec)
+        else:
+            self.workspace = await Workspace(spec).start()
+        ws = self.workspace
+        ws.runs += 1
+        self.run_dir = ws.run_dir
+        self.kernel = ws.kernel
         for name, value in bindings.items():
-            self.bind_specs.append(await asyncio.to_thread(transport.write_binding, name, value, self.run_dir))
-        sock = str(self.run_dir / "ch.sock")
-        self.server = await asyncio.start_unix_server(self._serve, path=sock)
-        env = child_env(cfg.env_allow, ipython_dir=self.run_dir / "ipython")
-        self.kernel = KernelSession(kernel_name=cfg.kernel, cwd=self.work_dir, env=env, ipc_dir=self.run_dir,
-                                    interrupt_grace=3.0)
-        await self.kernel.start()
-        self._child_config = {"channel": sock, "out_dir": str(self.run_dir), "mode": cfg.mode}
+            spec_ = await asyncio.to_thread(transport.write_binding, f"{ws.runs}-{name}", value, ws.run_dir)
+            spec_["name"] = name
+            self.bind_specs.append(spec_)
+            self._run_files.append(Path(spec_["path"]))
+        sock = ws.run_dir / f"ch-{ws.runs}.sock"
+        self._run_files.append(sock)
+        self.server = await asyncio.start_unix_server(self._serve, path=str(sock))
+        self._channel = str(sock)
+        if self.session is not None and self.session.history:
+            variables = {k: v for k, v in (await ws.variables()).items() if k not in bindings}
+            listed = "\n".join(f"- {k}: {v}" for k, v in sorted(variables.items())) or "- (none)"
+            earlier = (f"{listed}\n\nEarlier questions in this session and their answers:\n"
+                       f"{self.session.describe_history()}")
         await self._bootstrap()
+        for path in self._run_files:  # the child has loaded (or mapped) them; Linux keeps mapped pages alive
+            if path.suffix in (".arrow", ".txt", ".bin", ".pkl"):
+                path.unlink(missing_ok=True)
+        return earlier
+
+    async def _session_workspace(self, name: str, spec: Any) -> Session:
+        session = SESSIONS.get(name)
+        if session is not None and not (session.workspace.spec.matches(spec) and await session.workspace.alive()):
+            self.emit(Notice(f"session {name!r}: its REPL was lost or its settings changed; starting it anew",
+                             level="warning"))
+            await end_session(name)
+            session = None
+        if session is None:
+            workspace = (await POOL.acquire(spec))[0] if self.config.warm_kernels else await Workspace(spec).start()
+            session = SESSIONS[name] = Session(name, workspace)
+        return session
 
     async def _bootstrap(self) -> None:
-        assert self.kernel is not None
-        await self.kernel.run_quiet(bootstrap_code({**self._child_config, "bindings": self.bind_specs}))
+        assert self.workspace is not None
+        await self.workspace.install(channel=self._channel, mode=self.config.mode, bindings=self.bind_specs)
 
     async def _stop(self) -> None:
-        if self.kernel is not None:
-            try:
-                await asyncio.shield(self.kernel.shutdown())
-            except Exception:
-                self.kernel.kill_now()
         if self.server is not None:
             self.server.close()
         for fut in self._cache.values():
             fut.cancel()
-        transport.remove_dir(self.run_dir)
+        for path in self._run_files:
+            path.unlink(missing_ok=True)
+        ws = self.workspace
+        if ws is not None and self.session is None:
+            await ws.close()
+        if self.session is not None:
+            self.session.history.append((self.result.question, _short_answer(self.result)))
+            self.session.bound.update(self.result.bindings)
+        if self.config.warm_kernels and ws is not None:
+            POOL.refill(ws.spec)  # after the run, so the spare does not compete with it for CPU
 
     # ------------------------------------------------------------------
     async def _loop(self, messages: list[dict[str, Any]]) -> None:
@@ -435,6 +453,12 @@ class Engine:
             self._cache.pop(key, None)  # let a retry of a failed prompt call again
         fut.set_result(call)
         return _query_reply(call)
+
+
+def _short_answer(result: RLMResult) -> str:
+    answer = result.answer
+    text = answer if isinstance(answer, str) else repr(answer)
+    return f"{text[:300]} [{result.status}]"
 
 
 def _query_reply(call: LLMCall) -> dict[str, Any]:

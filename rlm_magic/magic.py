@@ -30,7 +30,7 @@ from .views.text import STATUS_TEXT, TextView
 _INT_OPTIONS = ("max_iterations", "max_llm_calls", "max_output_chars", "sub_concurrency", "sub_context_window")
 _FLOAT_OPTIONS = ("timeout", "max_cost")
 _STR_OPTIONS = ("question", "model", "sub_model", "api_base", "kernel", "out", "mode", "view",
-                "cassette", "record", "replay")
+                "cassette", "record", "replay", "session")
 _BOOL_OPTIONS = ("verbose",)
 OPTIONS = _INT_OPTIONS + _FLOAT_OPTIONS + _STR_OPTIONS + _BOOL_OPTIONS
 
@@ -75,7 +75,10 @@ Record and replay (every model call, to a JSON-lines cassette):
   record=PATH / replay=PATH / cassette=PATH      per cell (cassette= replays hits, records misses)
   %rlm record PATH · %rlm replay PATH · %rlm cassette PATH [mode] · %rlm cassette off   for the notebook
 
-Line commands: %rlm help · %rlm config
+Sessions (the REPL and its variables survive across cells):
+  session=NAME on the cell · %rlm sessions · %rlm end NAME
+
+Line commands: %rlm help · %rlm config · %rlm sessions · %rlm end NAME
 """
 
 
@@ -301,6 +304,34 @@ class RLMMagics(Settings, Magics):
         return Answer(result)
 
     # ------------------------------------------------------------------
+    def _sessions_command(self) -> None:
+        from .runner import run_sync
+        from .workspace import SESSIONS
+
+        async def rows() -> list[str]:
+            out = []
+            for name, session in sorted(SESSIONS.items()):
+                alive = "alive" if await session.workspace.alive() else "dead"
+                bound = ", ".join(session.bound) or "-"
+                out.append(f"  {name:<16} {len(session.history)} run(s), REPL {alive}, bound: {bound}")
+            return out
+
+        lines = run_sync(rows(), timeout=30)
+        print("rlm sessions:\n" + "\n".join(lines) if lines else "rlm: no sessions (start one with session=NAME)")
+
+    def _end_command(self, args: list[str]) -> None:
+        from .runner import run_sync
+        from .workspace import SESSIONS, end_session
+
+        if not args:
+            raise UsageError("usage: %rlm end NAME   (or %rlm end --all)")
+        names = list(SESSIONS) if args == ["--all"] else args
+        for name in names:
+            if not run_sync(end_session(name), timeout=60):
+                hint = close_matches(name, list(SESSIONS))
+                raise UsageError(f"no session named {name!r}" + (f" (did you mean {hint[0]}?)" if hint else ""))
+            print(f"rlm: ended session {name!r}")
+
     def _cassette_command(self, name: str, args: list[str]) -> None:
         """Set the notebook's cassette: every later run records to it or replays from it."""
         if name == "cassette" and args[:1] == ["off"]:
@@ -337,7 +368,11 @@ class RLMMagics(Settings, Magics):
             return None
         if name in ("record", "replay", "cassette"):
             return self._cassette_command(name, args)
-        known = ["help", "config", "record", "replay", "cassette"]
+        if name == "sessions":
+            return self._sessions_command()
+        if name == "end":
+            return self._end_command(args)
+        known = ["help", "config", "record", "replay", "cassette", "sessions", "end"]
         hint = close_matches(name, known)
         raise UsageError(f"unknown %rlm command {name!r}" + (f" (did you mean {hint[0]}?)" if hint else "")
                          + f"; commands: {', '.join(known)}; or give name=value arguments to run")

@@ -106,5 +106,9 @@ def _guarded(fn: Callable[..., None], *args: Any) -> None:
 
 
 def run_sync(awaitable: Awaitable[Any], timeout: float | None = None) -> Any:
-    """Run a coroutine on the engine loop and wait for it (no events)."""
-    return asyncio.run_coroutine_threadsafe(awaitable, background_loop()).result(timeout)  # type: ignore[arg-type]
+    """Await anything (coroutine, task, future of the engine loop) from another thread (no events)."""
+
+    async def wait() -> Any:
+        return await awaitable
+
+    return asyncio.run_coroutine_threadsafe(wait(), background_loop()).result(timeout)

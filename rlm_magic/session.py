@@ -324,5 +324,9 @@ class KernelSession:
 
 @atexit.register
 def _kill_leftovers() -> None:
+    """The notebook kernel is exiting: no child kernel or scratch folder may outlive it."""
+    import shutil
+
     for session in list(_live):
         session.kill_now()
+        shutil.rmtree(session.ipc_dir, ignore_errors=True)

@@ -75,6 +75,13 @@ class Settings(Configurable):
     max_restarts = Integer(3, help="REPL kernel replacements allowed in one run before it ends with an error.").tag(
         config=True
     )
+    warm_kernels = Bool(
+        True, help="After a run, keep one spare REPL kernel started so the next run starts in milliseconds."
+    ).tag(config=True)
+    session = Unicode(
+        None, allow_none=True,
+        help="Keep the REPL and its variables under this name across runs, for follow-up questions.",
+    ).tag(config=True)
     cassette = Unicode(
         None, allow_none=True,
         help="Cassette file (JSON lines) that records model calls and replays them offline; see cassette_mode.",

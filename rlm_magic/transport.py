@@ -21,9 +21,15 @@ from typing import Any
 
 
 def make_run_dir() -> Path:
-    """A private (0700) scratch folder for one run: bindings, results, the channel socket."""
+    """A private (0700) scratch folder for one workspace: bindings, results, sockets, the kernel log.
+
+    It records its owner's pid, so folders left by a crashed notebook can be
+    recognised and swept later.
+    """
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="rlm-", dir=base))
+    path = Path(tempfile.mkdtemp(prefix="rlm-", dir=base))
+    (path / "owner.pid").write_text(str(os.getpid()))
+    return path
 
 
 def remove_dir(path: Path | None) -> None:
@@ -67,7 +73,8 @@ def _write_arrow(value: Any, path: Path) -> dict[str, Any] | None:
     is_series = isinstance(value, pd.Series)
     frame = value.to_frame(name="__value__" if value.name is None else value.name) if is_series else value
     try:
-        table = pa.Table.from_pandas(frame, preserve_index=True)
+        # preserve_index=None keeps a RangeIndex as metadata instead of writing it out as a column
+        table = pa.Table.from_pandas(frame, preserve_index=None)
     except (pa.ArrowException, TypeError, ValueError):
         return None  # mixed object columns: fall back to pickle
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -90,15 +97,18 @@ def read_value(enc: dict[str, Any], folder: Path) -> tuple[Any, str | None]:
         return base64.b64decode(enc["v"]), None
     if kind in ("arrow", "npy"):
         path = _inside(folder, enc["path"])
-        if kind == "npy":
-            import numpy as np
+        try:
+            if kind == "npy":
+                import numpy as np
 
-            return np.load(path, allow_pickle=False), None
-        import pyarrow as pa
+                return np.load(path, allow_pickle=False), None
+            import pyarrow as pa
 
-        with pa.memory_map(str(path)) as source:
-            frame = pa.ipc.open_file(source).read_all().to_pandas()
-        return _series_or_frame(frame, enc), None
+            with pa.memory_map(str(path)) as source:
+                frame = pa.ipc.open_file(source).read_all().to_pandas()
+            return _series_or_frame(frame, enc), None
+        finally:
+            path.unlink(missing_ok=True)  # read into notebook memory; the file has done its job
     if kind == "pandas_json":
         import pandas as pd
 

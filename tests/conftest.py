@@ -54,6 +54,10 @@ def no_kernel_left_behind() -> Iterator[None]:
     yield
     import time
 
+    from rlm_magic.runner import run_sync
+    from rlm_magic.workspace import shutdown_all
+
+    run_sync(shutdown_all(), timeout=60)  # what interpreter exit does for spares and sessions
     deadline = time.monotonic() + 10
     left = kernel_children()
     while left and time.monotonic() < deadline:
@@ -83,7 +87,7 @@ def make_rlm(server: ScriptedServer) -> Callable[..., RLM]:
 
     def make(**settings: Any) -> RLM:
         base: dict[str, Any] = dict(model=ROOT, sub_model=SUB, api_base=server.url, num_retries=0,
-                                    verbose=False, timeout=30.0)
+                                    verbose=False, timeout=30.0, warm_kernels=False)
         base.update(settings)
         return RLM(**base)
 
@@ -100,9 +104,10 @@ def shell(server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[A
     ip.init_user_ns()
     ip.extension_manager.load_extension("rlm_magic")
     magics = next(c for c in ip.configurables if type(c).__name__ == "RLMMagics")
-    saved = {n: getattr(magics, n) for n in ("model", "sub_model", "api_base", "num_retries", "timeout")}
+    saved = {n: getattr(magics, n) for n in ("model", "sub_model", "api_base", "num_retries", "timeout",
+                                                 "warm_kernels")}
     magics.model, magics.sub_model, magics.api_base = ROOT, SUB, server.url
-    magics.num_retries, magics.timeout = 0, 30.0
+    magics.num_retries, magics.timeout, magics.warm_kernels = 0, 30.0, False
     try:
         yield ip
     finally:

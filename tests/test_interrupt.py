@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from .conftest import kernel_children
 
 
 def test_keyboard_interrupt_stops_child_and_keeps_partial_result(make_rlm, server) -> None:
-    server.add("root", code_reply("import os\nprint(os.getcwd())"), code_reply("import time\ntime.sleep(60)"))
+    server.add("root", code_reply("import os\nprint(os.getcwd())\nprint(os.getpid())"),
+               code_reply("import time\ntime.sleep(60)"))
     seen: list[str] = []
 
     def interrupt_on_second_block(event) -> None:
@@ -28,7 +30,10 @@ def test_keyboard_interrupt_stops_child_and_keeps_partial_result(make_rlm, serve
     partial = rlm.last_result
     assert partial is not None and partial.status == "interrupted"
     assert len(partial.turns) == 2
-    work_dir = Path(partial.turns[0].code[0].output.strip())
+    cwd, pid = partial.turns[0].code[0].output.split()
+    work_dir = Path(cwd)
     assert work_dir.name == "work"
     assert not work_dir.parent.exists(), "the run's scratch folder was not removed"
-    assert not kernel_children()
+    assert int(pid) not in {p for p, _ in kernel_children()}, "the run's kernel is still running"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)

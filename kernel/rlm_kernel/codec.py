@@ -23,11 +23,7 @@ def load_binding(spec: dict[str, Any]) -> Any:
     kind = spec["t"]
     path = spec.get("path")
     if kind == "arrow":
-        import pyarrow as pa
-
-        with pa.memory_map(path) as source:
-            table = pa.ipc.open_file(source).read_all()
-        frame = table.to_pandas()
+        frame = load_frame(path)
         if spec.get("kind") == "series":
             series = frame.iloc[:, 0]
             return series.rename(spec.get("series_name"))
@@ -42,6 +38,48 @@ def load_binding(spec: dict[str, Any]) -> Any:
         with open(path, "rb") as fh:
             return pickle.load(fh)
     raise ValueError(f"unknown binding kind {kind!r}")
+
+
+def load_frame(path: str) -> Any:
+    """A DataFrame over a memory-mapped Arrow IPC file, without a private copy of its data.
+
+    The file is mapped copy-on-write (MAP_PRIVATE): numeric and datetime columns
+    are numpy arrays straight over the mapping, strings stay Arrow-backed, so
+    the child holds almost no private memory for the frame, yet model code may
+    still change it in place; only the pages it writes become private.  pandas
+    versions without ``pandas.api.internals`` get an ordinary (copied) frame.
+    """
+    import mmap
+
+    import pyarrow as pa
+
+    with open(path, "rb") as fh:
+        mapping = mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = pa.py_buffer(mapping)
+    table = pa.ipc.open_file(pa.BufferReader(base)).read_all()
+    frame = table.to_pandas(split_blocks=True)
+    try:
+        from pandas.api.internals import create_dataframe_from_blocks
+    except ImportError:
+        return frame.copy()
+    import numpy as np
+
+    lo, hi = base.address, base.address + base.size
+    blocks = []
+    for i in range(frame.shape[1]):
+        column = frame.iloc[:, i]
+        if isinstance(column.dtype, np.dtype):
+            values = column.to_numpy()
+            if not values.flags.writeable:
+                if values.flags.c_contiguous and lo <= values.ctypes.data < hi:
+                    values = np.frombuffer(mapping, dtype=values.dtype, count=values.size,
+                                           offset=values.ctypes.data - lo)
+                else:
+                    values = values.copy()
+            blocks.append((values.reshape(1, -1), np.array([i])))
+        else:
+            blocks.append((column.array, np.array([i])))
+    return create_dataframe_from_blocks(blocks, index=frame.index, columns=frame.columns)
 
 
 def _json_safe(value: Any, depth: int = 0) -> bool:

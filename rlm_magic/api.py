@@ -99,6 +99,7 @@ class RLM(Settings):
                 request_timeout=self.request_timeout,
                 extra=dict(self.litellm_kwargs),
                 cassette=self._cassette(),
+                stream=self.stream,
             ),
         )
 

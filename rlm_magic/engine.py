@@ -25,6 +25,7 @@ from .events import (
     Event,
     ModelCalled,
     Notice,
+    ReplyDelta,
     ReplyParsed,
     RunFinished,
     RunStarted,
@@ -240,7 +241,8 @@ class Engine:
             res.turns.append(turn)
             self.emit(TurnStarted(index))
             self.budget.reserve()
-            call = await self.client.complete(cfg.model, messages, role="root", prompt=messages[-1]["content"])
+            call = await self.client.complete(cfg.model, messages, role="root", prompt=messages[-1]["content"],
+                                              on_text=lambda text, i=index: self.emit(ReplyDelta(i, text)))
             self._record(call)
             turn.root_call = call
             if call.error:

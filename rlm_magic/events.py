@@ -41,6 +41,14 @@ class ModelCalled:
 
 
 @dataclass(frozen=True)
+class ReplyDelta:
+    """The root model's reply so far, while it streams (views may show it; logs may skip it)."""
+
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
 class ReplyParsed:
     """The root model's reply for a turn, with the code it is about to run."""
 
@@ -99,6 +107,7 @@ Event = Union[
     RunStarted,
     TurnStarted,
     ModelCalled,
+    ReplyDelta,
     ReplyParsed,
     CodeStarted,
     CodeFinished,

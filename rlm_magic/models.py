@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from .cassette import PROVIDER, Cassette, CassetteMiss, register_provider
 from .result import LLMCall
@@ -42,6 +42,11 @@ class ModelOptions:
     request_timeout: float = 300.0
     extra: dict[str, Any] = field(default_factory=dict)  # passed to litellm.acompletion as is
     cassette: Cassette | None = None  # record/replay of every call
+    stream: bool = True  # stream root calls where the server supports it
+
+
+#: (model, api_base) pairs whose server answered a streaming request without streaming.
+_NO_STREAM: set[tuple[str, str | None]] = set()
 
 
 @lru_cache(maxsize=64)
@@ -100,8 +105,13 @@ class ModelClient:
             kw["api_key"] = "no-key-needed"
         return kw
 
-    async def complete(self, model: str, messages: list[dict[str, Any]], *, role: str, prompt: str = "") -> LLMCall:
-        """One call, live or from the cassette; raises only :class:`CassetteMiss`."""
+    async def complete(self, model: str, messages: list[dict[str, Any]], *, role: str, prompt: str = "",
+                       on_text: Callable[[str], None] | None = None) -> LLMCall:
+        """One call, live or from the cassette; raises only :class:`CassetteMiss`.
+
+        With ``on_text`` (and ``stream`` on), a live call streams and ``on_text``
+        receives the text so far as it grows.
+        """
         litellm = _litellm()
         cassette = self.options.cassette
         call = LLMCall(model=model, role=role, prompt=prompt)
@@ -117,7 +127,11 @@ class ModelClient:
             target, kwargs = model, self._kwargs(model)
         started = time.monotonic()
         try:
-            resp = await litellm.acompletion(model=target, messages=messages, **kwargs)
+            resp = None
+            if entry is None and on_text is not None and self._may_stream(model):
+                resp = await self._streamed(litellm, model, messages, kwargs, on_text)
+            if resp is None:
+                resp = await litellm.acompletion(model=target, messages=messages, **kwargs)
         except CassetteMiss:
             raise
         except Exception as exc:  # every provider error, after litellm's retries
@@ -143,6 +157,50 @@ class ModelClient:
             )
         return call
 
+    def _may_stream(self, model: str) -> bool:
+        return self.options.stream and (model, self.options.api_base) not in _NO_STREAM
+
+    async def _streamed(self, litellm: Any, model: str, messages: list[dict[str, Any]], kwargs: dict[str, Any],
+                        on_text: Callable[[str], None]) -> Any:
+        """Stream a call and rebuild the full response; None when this server does not stream.
+
+        A server that ignores ``stream`` (or fails before its first chunk) is
+        remembered and called without streaming from then on, so streaming can
+        only ever add live text, never lose a reply.
+        """
+        chunks: list[Any] = []
+        text = ""
+        saw_usage = False
+        streamed = False  # a real stream opens with a role delta or carries text
+        try:
+            stream = await litellm.acompletion(model=model, messages=messages, stream=True,
+                                               stream_options={"include_usage": True}, **kwargs)
+            async for chunk in stream:
+                chunks.append(chunk)
+                saw_usage = saw_usage or bool(getattr(chunk, "usage", None))
+                for choice in getattr(chunk, "choices", None) or []:
+                    delta = getattr(choice, "delta", None)
+                    piece = getattr(delta, "content", None)
+                    streamed = streamed or bool(piece or getattr(delta, "role", None)
+                                                or getattr(delta, "reasoning_content", None))
+                    if piece:
+                        text += piece
+                        on_text(text)
+        except Exception as exc:
+            # Rate limits, server errors and timeouts are real failures (litellm already retried them);
+            # a 400 (e.g. stream_options refused) or an unreadable stream means "no streaming here".
+            status = getattr(exc, "status_code", None)
+            if chunks or (status is not None and status != 400):
+                raise
+            _NO_STREAM.add((model, self.options.api_base))
+            return None
+        if not streamed:  # the server answered with one JSON body that litellm could not read as a stream
+            _NO_STREAM.add((model, self.options.api_base))
+            return None
+        resp = litellm.stream_chunk_builder(chunks, messages=messages)
+        resp._hidden_params["rlm_stream_usage"] = saw_usage
+        return resp
+
     def _usage(self, call: LLMCall, resp: Any, messages: list[dict[str, Any]]) -> None:
         usage = getattr(resp, "usage", None)
         replayed = (getattr(resp, "_hidden_params", None) or {}).get("rlm_cassette")
@@ -152,7 +210,8 @@ class ModelClient:
                 call.completion_tokens = getattr(usage, "completion_tokens", None)
                 call.tokens_estimated = replayed["tokens_estimated"]
             return
-        reported = _provider_reported_usage(resp)
+        hidden = getattr(resp, "_hidden_params", None) or {}
+        reported = hidden["rlm_stream_usage"] if "rlm_stream_usage" in hidden else _provider_reported_usage(resp)
         if usage is not None and reported:
             call.prompt_tokens = getattr(usage, "prompt_tokens", None)
             call.completion_tokens = getattr(usage, "completion_tokens", None)

@@ -357,6 +357,9 @@ class ScriptedServer:
         such a request is answered with HTTP 404.
     host, port:
         Where to listen; ``port=0`` (the default) picks a free port.
+    streaming:
+        When False, act like servers that ignore ``"stream": true`` and always
+        answer with one JSON body.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -368,7 +371,9 @@ class ScriptedServer:
         default: Script | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        streaming: bool = True,
     ) -> None:
+        self.streaming = streaming
         self._scripts: dict[str, Script] = {}
         for name, script in (models or {}).items():
             self._scripts[name] = self._normalise(script)
@@ -559,7 +564,7 @@ class ScriptedServer:
             if reply.status != 200:
                 message = reply.error_message or f"scripted error: {_phrase(reply.status)}"
                 http._send_error(reply.status, message, reply.headers)
-            elif request.stream:
+            elif request.stream and self.streaming:
                 self._send_stream(http, request, reply)
             elif reply.malformed:
                 http._send_bytes(

@@ -43,14 +43,15 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------------------
 # SYSTEM PACKAGES (apt) -- the one place for apt-get installs.
 #
-# Later work needs system packages here (chromium for the browser tests,
-# bubblewrap for the sandbox).  Add them to APT_PACKAGES when that lands;
-# while the list is empty this function does nothing.
+# chromium: the browser of tests/browser/ (driven by playwright, which must
+# never download its own; apt pulls chromium's shared libraries with it).
+# fonts-dejavu-core: a font, so the headless browser renders text.
+# Later: bubblewrap for the sandbox.
 #
 # apt runs only when CI=true or RLM_APT=1, and only as root; otherwise the
 # missing packages are just reported.
 # ---------------------------------------------------------------------------
-APT_PACKAGES=()   # e.g. (chromium bubblewrap) -- deliberately empty for now
+APT_PACKAGES=(chromium fonts-dejavu-core)
 
 install_system_packages() {
     local wanted=("$@") missing=() pkg

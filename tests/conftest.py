@@ -67,6 +67,17 @@ def no_kernel_left_behind() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_spare_kernels_between_tests() -> Iterator[None]:
+    """A spare or session kernel one test left running must not show up in another's process checks."""
+    yield
+    from rlm_magic.runner import run_sync
+    from rlm_magic.workspace import POOL, SESSIONS, shutdown_all
+
+    if POOL._spare is not None or SESSIONS:
+        run_sync(shutdown_all(), timeout=60)
+
+
+@pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("RLM_MODEL", "RLM_SUB_MODEL", "RLM_API_BASE"):
         monkeypatch.delenv(var, raising=False)

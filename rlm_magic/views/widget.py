@@ -27,6 +27,7 @@ from ..events import (
     Event,
     ModelCalled,
     Notice,
+    ReplyDelta,
     ReplyParsed,
     RunFinished,
     RunStarted,
@@ -113,6 +114,7 @@ class _TurnParts:
     block_widgets: dict[int, tuple[W.HTML, W.HTML]] = field(default_factory=dict)
     duration: float = 0.0
     subcalls_dirty: bool = False
+    streamed_at: float = 0.0
 
 
 class WidgetView:
@@ -228,6 +230,8 @@ class WidgetView:
         if self.cost is not None and not call.error:
             self.cost = None if call.cost is None else self.cost + call.cost
         self.calls_bar.value = min(self.calls, self.max_calls)
+        if call.role == "root" and ev.turn in self._turns:
+            self._turns[ev.turn].duration += call.latency
         if call.role == "sub":
             parts = self._turns.get(ev.turn)
             if parts is not None:
@@ -238,12 +242,23 @@ class WidgetView:
                 self._retitle(parts)
         self._render_header()
 
+    def _on_ReplyDelta(self, ev: ReplyDelta) -> None:
+        parts = self._turns.get(ev.turn)
+        now = time.monotonic()
+        if parts is None or now - parts.streamed_at < 0.1:  # a few updates a second is live enough
+            return
+        parts.streamed_at = now
+        parts.reply.value = _pre(ev.text) + '<i style="color:#777">…</i>'
+
     def _on_ReplyParsed(self, ev: ReplyParsed) -> None:
         parts = self._turns.get(ev.turn)
         if parts is None:
             return
-        text = ev.text.strip()
-        body = _pre(text) if text else '<i style="color:#777">(empty reply)</i>'
+        text = _prose(ev.text).strip()  # the code is shown highlighted below, not twice
+        if text:
+            body = _pre(text)
+        else:
+            body = '<i style="color:#777">(code only)</i>' if ev.code else '<i style="color:#777">(empty reply)</i>'
         if ev.reasoning:
             body = (f'<details><summary style="color:#777">reasoning ({len(ev.reasoning):,} chars)</summary>'
                     f"{_pre(ev.reasoning, '#555')}</details>") + body
@@ -278,7 +293,7 @@ class WidgetView:
         text = run.output
         shown = text if len(text) <= OUTPUT_CHARS else text[:OUTPUT_CHARS] + "\n…"
         note = ""
-        if run.output_chars > len(shown.rstrip("…\n")) or len(text) > OUTPUT_CHARS:
+        if run.output_chars > len(text) or len(text) > OUTPUT_CHARS:
             note = (f'<div style="color:#777;font-size:11px">showing {min(len(text), OUTPUT_CHARS):,} of '
                     f"{run.output_chars:,} characters</div>")
         value = (_pre(shown) if shown.strip() else '<i style="color:#777">(no output)</i>') + note
@@ -390,6 +405,20 @@ class WidgetView:
             if parts.subcalls_dirty or force:
                 parts.subcalls.value = _subcall_table(parts)
                 parts.subcalls_dirty = False
+
+
+def _prose(reply: str) -> str:
+    """The reply without its fenced code blocks (and without anything after the last one)."""
+    from ..extract import parse_reply
+
+    parsed = parse_reply(reply)
+    if not parsed.blocks:
+        return reply
+    pieces, last = [], 0
+    for block in parsed.blocks:
+        pieces.append(reply[last:block.start])
+        last = block.end
+    return "".join(pieces)
 
 
 def _first_code_line(code: str) -> str:

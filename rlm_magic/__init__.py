@@ -15,8 +15,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from .api import RLM  # noqa: E402
 from .result import LLMCall, RLMResult, Turn  # noqa: E402
+from .runlog import load_run  # noqa: E402
 
-__all__ = ["RLM", "RLMResult", "Turn", "LLMCall", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["RLM", "RLMResult", "Turn", "LLMCall", "load_run", "load_ipython_extension", "unload_ipython_extension"]
 __version__ = "0.1.0"
 
 

@@ -15,6 +15,7 @@ from .engine import Engine, RunConfig
 from .events import Event
 from .models import ModelOptions
 from .result import RLMResult
+from .runlog import RunLog
 from .runner import run_with_events
 from .settings import NO_MODEL, Settings, env_value
 
@@ -148,6 +149,10 @@ class RLM(Settings):
             from .views.text import TextView
 
             subscribers.append(TextView())
+        log = next((s for s in subscribers if isinstance(s, RunLog)), None)
+        if log is None and self.run_log:
+            log = RunLog(self.run_log_dir)
+            subscribers.append(log)
         holder: dict[str, Engine] = {}
 
         def make(emit: Callable[[Event], None]):  # noqa: ANN202
@@ -170,7 +175,12 @@ class RLM(Settings):
             if "engine" in holder:
                 self.last_result = holder["engine"].result
                 self.last_result.status = "interrupted"
+                self.last_result.log = str(log.path) if log is not None else None
             raise
+        finally:
+            if log is not None:
+                log.close()
+        result.log = str(log.path) if log is not None else None
         self.last_result = result
         return result
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -22,6 +23,7 @@ from .describe import short_type
 from .parsing import Arg, ArgumentError, close_matches, split_args, split_subcommand
 from .prompts import MODES
 from .result import RLMResult
+from .runlog import RunLog, default_dir, list_runs, load_run
 from .settings import ENV_VARS, NO_MODEL, Settings, env_value
 from .views import VIEWS, choose_view
 from .views.text import STATUS_TEXT, TextView
@@ -78,7 +80,10 @@ Record and replay (every model call, to a JSON-lines cassette):
 Sessions (the REPL and its variables survive across cells):
   session=NAME on the cell · %rlm sessions · %rlm end NAME
 
-Line commands: %rlm help · %rlm config · %rlm sessions · %rlm end NAME
+Run logs (every run is written to a JSON-lines log as it goes; nothing is lost if the kernel dies):
+  %rlm runs · %rlm runs load N · rlm_magic.load_run(path)
+
+Line commands: %rlm help · %rlm config · %rlm sessions · %rlm end NAME · %rlm runs
 """
 
 
@@ -159,6 +164,11 @@ class RLMMagics(Settings, Magics):
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         view = self._attach_view(rlm, options)
+        if rlm.run_log:
+            log = RunLog(rlm.run_log_dir)
+            rlm.subscribe(log)
+            if view is not None:
+                view.log_path = str(log.path)
         try:
             result = rlm.run(question, **bindings)
         except KeyboardInterrupt:
@@ -304,6 +314,27 @@ class RLMMagics(Settings, Magics):
         return Answer(result)
 
     # ------------------------------------------------------------------
+    def _runs_command(self, args: list[str]) -> Any:
+        """List recent run logs, or restore one: ``%rlm runs`` / ``%rlm runs load N|PATH``."""
+        runs = list_runs(self.run_log_dir)
+        if args[:1] == ["load"]:
+            if len(args) != 2:
+                raise UsageError("usage: %rlm runs load N   (N from %rlm runs) or %rlm runs load PATH")
+            target = args[1]
+            path = runs[int(target) - 1][0] if target.isdigit() and 0 < int(target) <= len(runs) else Path(target)
+            if not path.exists():
+                raise UsageError(f"no run log {target!r}; %rlm runs lists them")
+            self.shell.user_ns["_rlm"] = result = load_run(path)
+            print(f"rlm: restored {result.status} run ({len(result.turns)} turns) from {path} into _rlm")
+            return None
+        if not runs:
+            print(f"rlm: no run logs in {self.run_log_dir or default_dir()}")
+            return None
+        print("rlm runs (newest first; %rlm runs load N restores one into _rlm):")
+        for i, (path, summary) in enumerate(runs, 1):
+            print(f"  {i:>2}. {summary}  {path.name}")
+        return None
+
     def _sessions_command(self) -> None:
         from .runner import run_sync
         from .workspace import SESSIONS
@@ -370,9 +401,11 @@ class RLMMagics(Settings, Magics):
             return self._cassette_command(name, args)
         if name == "sessions":
             return self._sessions_command()
+        if name == "runs":
+            return self._runs_command(args)
         if name == "end":
             return self._end_command(args)
-        known = ["help", "config", "record", "replay", "cassette", "sessions", "end"]
+        known = ["help", "config", "record", "replay", "cassette", "sessions", "end", "runs"]
         hint = close_matches(name, known)
         raise UsageError(f"unknown %rlm command {name!r}" + (f" (did you mean {hint[0]}?)" if hint else "")
                          + f"; commands: {', '.join(known)}; or give name=value arguments to run")

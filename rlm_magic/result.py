@@ -132,6 +132,7 @@ class RLMResult:
     max_iterations: int = 0  # the budgets the run had, so a saved run can be shown as it ran
     max_llm_calls: int = 0
     max_cost: float | None = None
+    log: str | None = None  # the run log this run was written to, if any
 
     # -- derived -------------------------------------------------------
     @property

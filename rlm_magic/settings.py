@@ -85,6 +85,13 @@ class Settings(Configurable):
         None, allow_none=True,
         help="Keep the REPL and its variables under this name across runs, for follow-up questions.",
     ).tag(config=True)
+    run_log = Bool(
+        True, help="Append every run's events to a JSON-lines log as it goes (see run_log_dir, load_run)."
+    ).tag(config=True)
+    run_log_dir = Unicode(
+        None, allow_none=True,
+        help="Folder for run logs; default $RLM_RUN_LOG_DIR, else ~/.cache/rlm_magic/runs.",
+    ).tag(config=True)
     cassette = Unicode(
         None, allow_none=True,
         help="Cassette file (JSON lines) that records model calls and replays them offline; see cassette_mode.",

@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+# Run logs of the suite (and of notebooks it starts) go to a throwaway folder, not ~/.cache.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("RLM_RUN_LOG_DIR", tempfile.mkdtemp(prefix="rlm-test-runs-"))
 
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Iterator  # noqa: E402

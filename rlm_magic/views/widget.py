@@ -163,6 +163,7 @@ class WidgetView:
         self._turns: dict[int, _TurnParts] = {}
         self._notice_lines: list[str] = []
         self._last_header = 0.0
+        self.log_path: str | None = None  # announced in the header when the run is logged
 
     # -- subscriber ------------------------------------------------------
     def __call__(self, event: Event) -> None:
@@ -378,7 +379,9 @@ class WidgetView:
             f"turn {self.turn_count} of {self.max_turns} · calls {self.calls} of {self.max_calls} · "
             f"tokens {_fmt_tokens(self.prompt_tokens)} in / {_fmt_tokens(self.completion_tokens)} out · "
             f"cost {_fmt_cost(self.cost)}{budget_cost} · {elapsed:,.1f} s"
-            "</div>"
+            + (f'<br><span style="color:#777;font-size:11px">run log: {_esc(self.log_path)}</span>'
+               if self.log_path else "")
+            + "</div>"
         )
 
     def _title(self, parts: _TurnParts) -> str:

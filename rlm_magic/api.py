@@ -16,6 +16,7 @@ from .events import Event
 from .models import ModelOptions
 from .result import RLMResult
 from .runlog import RunLog
+from .sandbox import SANDBOXES, Limits, SandboxUnavailable, check_strict, physical_memory
 from .runner import run_with_events
 from .settings import NO_MODEL, Settings, env_value
 
@@ -91,6 +92,14 @@ class RLM(Settings):
             env_allow=tuple(self.env_allow),
             max_restarts=self.max_restarts,
             preview_chars=self.preview_chars,
+            sandbox=self._sandbox(),
+            limits=Limits(
+                memory=self.memory_limit if self.memory_limit else physical_memory() // 2,
+                cpu_per_run=self.cpu_limit if self.cpu_limit else (self.timeout or 180.0) * self.max_iterations,
+                file_size=self.file_size_limit or None,
+                processes=self.max_processes or None,
+                work_dir_size=self.work_dir_size or None,
+            ),
             session=self.session or None,
             warm_kernels=self.warm_kernels,
             models=ModelOptions(
@@ -103,6 +112,14 @@ class RLM(Settings):
                 stream=self.stream,
             ),
         )
+
+    def _sandbox(self) -> str:
+        """Explicit setting, else RLM_SANDBOX; an unknown value is an error, never a silent downgrade."""
+        value = self.sandbox if self.sandbox != "default" else (env_value("sandbox") or "default")
+        value = value.strip().lower()
+        if value not in SANDBOXES:
+            raise ConfigError(f"sandbox must be one of {', '.join(SANDBOXES)}, not {value!r}")
+        return value
 
     def _cassette(self) -> Cassette | None:
         path = self.cassette or env_value("cassette")
@@ -131,7 +148,9 @@ class RLM(Settings):
         config = self.run_config()
         try:
             check_kernel_name(config.kernel)
-        except ValueError as exc:
+            if config.sandbox == "strict":
+                check_strict()
+        except (ValueError, SandboxUnavailable) as exc:
             raise ConfigError(str(exc)) from None
         return config
 

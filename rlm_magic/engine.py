@@ -35,6 +35,7 @@ from .extract import parse_reply
 from .cassette import CassetteMiss
 from .models import ModelClient, ModelOptions, check_fits, context_window
 from .result import CodeRun, LLMCall, RLMResult, Turn
+from .sandbox import Limits
 from .session import ExecResult, KernelSession
 from .workspace import POOL, SESSIONS, Session, Workspace, end_session, make_spec
 
@@ -60,6 +61,8 @@ class RunConfig:
     env_allow: tuple[str, ...] = ()
     max_restarts: int = 3
     preview_chars: int = 400
+    sandbox: str = "default"  # "default" | "strict" (bubblewrap)
+    limits: Limits = field(default_factory=Limits)
     session: str | None = None  # keep the REPL (and its variables) under this name across runs
     warm_kernels: bool = True  # keep a spare kernel started for the next run
     models: ModelOptions = field(default_factory=ModelOptions)
@@ -162,7 +165,7 @@ class Engine:
         Returns what the prompt should say about earlier runs of a session.
         """
         cfg = self.config
-        spec = make_spec(cfg.kernel, cfg.env_allow)
+        spec = make_spec(cfg.kernel, cfg.env_allow, cfg.sandbox, cfg.limits)
         earlier = None
         if cfg.session:
             self.session = await self._session_workspace(cfg.session, spec)
@@ -209,7 +212,10 @@ class Engine:
 
     async def _bootstrap(self) -> None:
         assert self.workspace is not None
-        await self.workspace.install(channel=self._channel, mode=self.config.mode, bindings=self.bind_specs)
+        bound = sum(Path(s["path"]).stat().st_size for s in self.bind_specs if Path(s["path"]).exists())
+        self._bound_bytes = max(getattr(self, "_bound_bytes", 0), bound)
+        await self.workspace.install(channel=self._channel, mode=self.config.mode, bindings=self.bind_specs,
+                                     bound_bytes=self._bound_bytes)
 
     async def _stop(self) -> None:
         if self.server is not None:

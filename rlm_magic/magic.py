@@ -32,7 +32,7 @@ from .views.text import STATUS_TEXT, TextView
 _INT_OPTIONS = ("max_iterations", "max_llm_calls", "max_output_chars", "sub_concurrency", "sub_context_window")
 _FLOAT_OPTIONS = ("timeout", "max_cost")
 _STR_OPTIONS = ("question", "model", "sub_model", "api_base", "kernel", "out", "mode", "view",
-                "cassette", "record", "replay", "session")
+                "cassette", "record", "replay", "session", "sandbox")
 _BOOL_OPTIONS = ("verbose",)
 OPTIONS = _INT_OPTIONS + _FLOAT_OPTIONS + _STR_OPTIONS + _BOOL_OPTIONS
 
@@ -64,6 +64,8 @@ Options (per cell; defaults from %config RLMMagics.<name> or RLM_MODEL / RLM_SUB
   timeout=SECONDS      per code block in the REPL (default 180)
   mode=M               standard | conservative | no_subcalls
   kernel=NAME          Jupyter kernelspec for the REPL (default: this interpreter)
+  sandbox=S            default | strict (bubblewrap: read-only files, hidden home, no network)
+  session=NAME         keep the REPL and its variables for follow-up cells
   max_output_chars=N   REPL output shown to the model per block (default 10000)
   sub_concurrency=N    concurrent sub-calls in llm_query_batched (default 16)
   sub_context_window=N sub-model window in tokens, when litellm does not know it
@@ -230,6 +232,8 @@ class RLMMagics(Settings, Magics):
             return _bool(text, name)
         if name == "mode" and text not in MODES:
             raise UsageError(f"mode= must be one of {', '.join(MODES)}, not {text!r}")
+        if name == "sandbox" and text not in ("default", "strict"):
+            raise UsageError(f"sandbox= must be default or strict, not {text!r}")
         if name == "view" and text not in VIEWS:
             raise UsageError(f"view= must be one of {', '.join(VIEWS)}, not {text!r}")
         if name == "out" and not (text.isidentifier() and not text.startswith("_")):

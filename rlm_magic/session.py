@@ -23,6 +23,8 @@ from typing import Any, Callable
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 
+from .sandbox import MARKER, Limits, bwrap_argv, kill_marked
+
 #: Name of the spec rlm_magic builds for the notebook's own interpreter.
 OWN_KERNEL = "rlm-python"
 
@@ -53,11 +55,15 @@ def child_env(extra_allow: tuple[str, ...] | list[str] = (), *, ipython_dir: Pat
 
 
 class _SpecManager(KernelSpecManager):
-    """Adds a lean spec for the notebook's own interpreter without installing anything."""
+    """Adds a lean spec for the notebook's own interpreter, and wraps specs for the strict sandbox."""
+
+    def __init__(self, wrap: Callable[[list[str]], list[str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wrap = wrap
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         if kernel_name == OWN_KERNEL:
-            return KernelSpec(
+            spec = KernelSpec(
                 argv=[
                     sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
                     "--HistoryManager.enabled=False", "--InteractiveShell.xmode=Plain",
@@ -66,7 +72,13 @@ class _SpecManager(KernelSpecManager):
                 language="python",
                 interrupt_mode="signal",
             )
-        return super().get_kernel_spec(kernel_name)
+        else:
+            spec = super().get_kernel_spec(kernel_name)
+        if self.wrap is not None:
+            # A signal to bwrap would not reach the kernel inside; ask the kernel itself to interrupt.
+            spec = KernelSpec(**{**spec.to_dict(), "argv": self.wrap(list(spec.argv)), "interrupt_mode": "message"},
+                              resource_dir=spec.resource_dir)
+        return spec
 
 
 def check_kernel_name(name: str | None) -> None:
@@ -156,11 +168,18 @@ class KernelSession:
         ipc_dir: Path,
         startup_timeout: float = 60.0,
         interrupt_grace: float = 3.0,
+        sandbox: str = "default",
+        limits: Limits | None = None,
+        marker: str | None = None,
     ) -> None:
         self.kernel_name = kernel_name or OWN_KERNEL
         self.cwd = cwd
         self.env = env
         self.ipc_dir = ipc_dir
+        self.sandbox = sandbox
+        self.limits = limits or Limits()
+        self.marker = marker or ipc_dir.name
+        self.env = {**env, MARKER: self.marker}
         self.log_path = ipc_dir / "kernel.log"
         self._log: Any = None
         self.startup_timeout = startup_timeout
@@ -173,8 +192,12 @@ class KernelSession:
     async def start(self) -> None:
         # IPC (Unix sockets in a private folder) instead of loopback TCP: no port
         # another local user could reach, and it works inside a network namespace.
-        self.km = AsyncKernelManager(kernel_name=self.kernel_name, kernel_spec_manager=_SpecManager(),
-                                     transport="ipc", ip=str(self.ipc_dir / "k"))
+        wrap = None
+        if self.sandbox == "strict":
+            wrap = lambda argv: bwrap_argv(argv, run_dir=self.ipc_dir, work_dir=self.cwd, limits=self.limits)  # noqa: E731
+        self.km = AsyncKernelManager(kernel_name=self.kernel_name, kernel_spec_manager=_SpecManager(wrap=wrap),
+                                     transport="ipc", ip=str(self.ipc_dir / "k"),
+                                     connection_file=str(self.ipc_dir / "kernel.json"))
         _live.add(self)
         self._log = open(self.log_path, "ab")  # the child's own stdout/stderr, kept out of the notebook
         await self.km.start_kernel(cwd=str(self.cwd), env=dict(self.env), stdout=self._log, stderr=self._log)
@@ -216,6 +239,7 @@ class KernelSession:
             if self.km.has_kernel:
                 await self.km.shutdown_kernel(now=True)
         finally:
+            kill_marked(self.marker)  # whatever model code started and detached
             _live.discard(self)
             if self._log is not None:
                 self._log.close()
@@ -234,6 +258,7 @@ class KernelSession:
                 os.killpg(proc.pid, 9)
             except OSError:
                 proc.kill()
+        kill_marked(self.marker)
 
     # -- running code ---------------------------------------------------
     async def execute(

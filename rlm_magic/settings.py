@@ -22,6 +22,7 @@ ENV_VARS = {
     "api_base": "RLM_API_BASE",
     "cassette": "RLM_CASSETTE",
     "cassette_mode": "RLM_CASSETTE_MODE",
+    "sandbox": "RLM_SANDBOX",
 }
 
 NO_MODEL = (
@@ -85,6 +86,25 @@ class Settings(Configurable):
         None, allow_none=True,
         help="Keep the REPL and its variables under this name across runs, for follow-up questions.",
     ).tag(config=True)
+    sandbox = Enum(
+        ("default", "strict"), "default",
+        help="default: separate process, scrubbed env, limits; strict: also bubblewrap (read-only filesystem, "
+        "hidden home, no network, own PID namespace). strict fails when bubblewrap is missing.",
+    ).tag(config=True)
+    memory_limit = Integer(
+        None, allow_none=True, help="REPL address-space limit in bytes (default: half the machine's memory, "
+        "plus room for the bound values).",
+    ).tag(config=True)
+    cpu_limit = Float(
+        None, allow_none=True, help="CPU seconds the REPL may use per run (default: timeout × max_iterations).",
+    ).tag(config=True)
+    file_size_limit = Integer(16 << 30, help="Largest file the REPL may write, in bytes.").tag(config=True)
+    max_processes = Integer(256, help="Processes/threads the REPL may add beyond what the user already runs.").tag(
+        config=True
+    )
+    work_dir_size = Integer(2 << 30, help="strict only: size of the REPL's in-memory working folder, in bytes.").tag(
+        config=True
+    )
     run_log = Bool(
         True, help="Append every run's events to a JSON-lines log as it goes (see run_log_dir, load_run)."
     ).tag(config=True)

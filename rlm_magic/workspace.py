@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import transport
+from .sandbox import Limits
 from .session import OWN_KERNEL, KernelSession, child_env
 
 _ids = itertools.count(1)
@@ -80,14 +81,18 @@ class WorkspaceSpec:
 
     kernel: str
     env: dict[str, str]
+    sandbox: str = "default"
+    limits: Limits = field(default_factory=Limits)
 
     def matches(self, other: WorkspaceSpec) -> bool:
         strip = lambda e: {k: v for k, v in e.items() if k != "IPYTHONDIR"}  # noqa: E731 - per-workspace value
-        return self.kernel == other.kernel and strip(self.env) == strip(other.env)
+        return (self.kernel, self.sandbox, self.limits) == (other.kernel, other.sandbox, other.limits) and \
+            strip(self.env) == strip(other.env)
 
 
-def make_spec(kernel: str | None, env_allow: tuple[str, ...]) -> WorkspaceSpec:
-    return WorkspaceSpec(kernel or OWN_KERNEL, child_env(env_allow))
+def make_spec(kernel: str | None, env_allow: tuple[str, ...], sandbox: str = "default",
+              limits: Limits | None = None) -> WorkspaceSpec:
+    return WorkspaceSpec(kernel or OWN_KERNEL, child_env(env_allow), sandbox, limits or Limits())
 
 
 class Workspace:
@@ -101,7 +106,8 @@ class Workspace:
         self.work_dir.mkdir()
         env = dict(spec.env, IPYTHONDIR=str(self.run_dir / "ipython"))
         self.kernel = KernelSession(kernel_name=spec.kernel, cwd=self.work_dir, env=env, ipc_dir=self.run_dir,
-                                    interrupt_grace=interrupt_grace)
+                                    interrupt_grace=interrupt_grace, sandbox=spec.sandbox, limits=spec.limits,
+                                    marker=f"{os.getpid()}-{self.run_dir.name}")
         self.started_at: float | None = None
         self.runs = 0
         self.closed = False
@@ -116,9 +122,10 @@ class Workspace:
         self.started_at = time.monotonic()
         return self
 
-    async def install(self, *, channel: str, mode: str, bindings: list[dict[str, Any]]) -> None:
-        """Connect the child's functions to this run's channel and (re)bind values."""
-        config = {"channel": channel, "out_dir": str(self.run_dir), "mode": mode, "bindings": bindings}
+    async def install(self, *, channel: str, mode: str, bindings: list[dict[str, Any]], bound_bytes: int = 0) -> None:
+        """Connect the child's functions to this run's channel, set its limits and (re)bind values."""
+        config = {"channel": channel, "out_dir": str(self.run_dir), "mode": mode, "bindings": bindings,
+                  "limits": self.spec.limits.for_child(extra_memory=2 * bound_bytes)}
         await self.kernel.run_quiet(_import_code() + _install_code(config))
 
     async def variables(self) -> dict[str, str]:

@@ -123,6 +123,55 @@ def _hide_submit_traceback(shell: Any, etype: Any, value: Any, tb: Any, tb_offse
     return []
 
 
+def apply_limits(limits: dict[str, Any]) -> None:
+    """Set this process's resource limits before model code runs (soft and hard, where given).
+
+    Writing past the file-size limit then fails with an OSError instead of
+    killing the kernel; running past the CPU budget ends the kernel (SIGXCPU),
+    which the notebook side notices and replaces.
+    """
+    try:
+        import resource
+        import signal
+    except ImportError:  # not on POSIX
+        return
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def cap(which: int, value: int) -> None:
+        soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
+
+    if limits.get("as"):
+        cap(resource.RLIMIT_AS, int(limits["as"]))
+    if limits.get("fsize"):
+        cap(resource.RLIMIT_FSIZE, int(limits["fsize"]))
+    if limits.get("nproc"):
+        import os
+
+        uid = os.getuid()
+        mine = 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.stat(f"/proc/{entry}").st_uid == uid:
+                        mine += len(os.listdir(f"/proc/{entry}/task"))  # the limit counts threads too
+                except OSError:
+                    pass
+        cap(resource.RLIMIT_NPROC, mine + int(limits["nproc"]))  # counted per user: leave the rest room
+    if limits.get("cpu"):
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = int(usage.ru_utime + usage.ru_stime) + int(limits["cpu"])
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+        except (ValueError, OSError):
+            pass
+
+
 def install(shell: Any, config: dict[str, Any]) -> Runtime:
     """Bootstrap entry point, run in the child by the notebook process."""
     runtime = Runtime(shell, config)
@@ -138,4 +187,5 @@ def install(shell: Any, config: dict[str, Any]) -> Runtime:
     shell.user_ns_hidden.update({k: v for k, v in ns.items() if k.startswith("__")})
     shell.set_custom_exc((SubmitSignal,), _hide_submit_traceback)
     runtime.bind(config.get("bindings", []))
+    apply_limits(config.get("limits") or {})
     return runtime

@@ -1,0 +1,156 @@
+"""Containment of the child kernel: resource limits, strict bubblewrap sandbox, stray processes.
+
+Two levels:
+
+* ``default``: a separate process with an allowlisted environment, a fresh
+  working folder, resource limits (memory, CPU per run, file size, processes)
+  set inside the child before model code runs, and every process it started
+  killed when the workspace closes.  It still runs as the notebook's user, so
+  it can read what that user can read, write where that user can write, use
+  the network, and signal the notebook process.
+* ``strict``: the same, under bubblewrap: the filesystem is read-only except
+  the run's own folder, ``$HOME``, ``/home``, ``/root``, ``/tmp`` and ``/run``
+  are empty, there is no network (a fresh network namespace; the Jupyter
+  connection uses Unix sockets in the bound run folder), processes live in
+  their own PID namespace (the notebook's processes are invisible), all
+  capabilities are dropped so limits cannot be raised again, and the working
+  folder is a size-limited tmpfs.  If bubblewrap is missing, ``strict`` fails;
+  it never falls back to less isolation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SANDBOXES = ("default", "strict")
+
+#: Environment variable every workspace process carries, so stray processes can be found and stopped.
+MARKER = "RLM_WORKSPACE"
+
+
+class SandboxUnavailable(RuntimeError):
+    """``sandbox=strict`` was asked for but cannot be provided here."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for the child, in bytes / seconds / processes (None: no limit)."""
+
+    memory: int | None = None  # address space
+    cpu_per_run: float | None = None
+    file_size: int | None = None
+    processes: int | None = None
+    work_dir_size: int | None = None  # strict only: size of the tmpfs working folder
+
+    def for_child(self, extra_memory: int = 0) -> dict[str, int | None]:
+        return {
+            "as": None if self.memory is None else self.memory + extra_memory,
+            "cpu": None if self.cpu_per_run is None else int(self.cpu_per_run) + 1,
+            "fsize": self.file_size,
+            "nproc": self.processes,
+        }
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def bwrap_path() -> str:
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailable(
+            "sandbox=strict needs bubblewrap (the 'bwrap' command), which is not installed. "
+            "Install it (Debian/Ubuntu: apt-get install bubblewrap) or use sandbox=default; "
+            "rlm_magic will not run the code with less isolation than you asked for."
+        )
+    return path
+
+
+def check_strict() -> None:
+    """Fail early, with the reason, when bubblewrap cannot create the namespaces strict needs."""
+    import subprocess
+
+    proc = subprocess.run(
+        [bwrap_path(), "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--die-with-parent", "--", "true"],
+        capture_output=True, text=True, timeout=30,
+    )
+    if proc.returncode != 0:
+        raise SandboxUnavailable(f"sandbox=strict: bubblewrap cannot create a sandbox here: {proc.stderr.strip()}")
+
+
+def _needed_paths(argv0: str) -> list[str]:
+    """Folders the interpreter and its packages live in (re-exposed read-only under hidden homes)."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(argv0))}
+    paths.update(p for p in sys.path if p and os.path.isdir(p))
+    paths.update(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.isdir(p))
+    import rlm_kernel
+
+    paths.add(os.path.dirname(os.path.dirname(os.path.abspath(rlm_kernel.__file__))))
+    return sorted(os.path.realpath(p) for p in paths)
+
+
+def bwrap_argv(argv: list[str], *, run_dir: Path, work_dir: Path, limits: Limits) -> list[str]:
+    """Wrap a kernel command line in bubblewrap for ``sandbox=strict``."""
+    hidden = ["/tmp", "/run", "/home", "/root", "/var/tmp", "/mnt", "/media"]
+    home = os.path.expanduser("~")
+    if home not in hidden and home != "/":
+        hidden.append(home)
+    cmd = [
+        bwrap_path(),
+        "--die-with-parent", "--new-session",
+        "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--hostname", "rlm-sandbox",
+        "--cap-drop", "ALL",
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+    ]
+    for path in hidden:
+        if os.path.isdir(path):
+            cmd += ["--tmpfs", path]
+    for secret in ("/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/ssl/private"):
+        if os.path.exists(secret):
+            cmd += ["--ro-bind", "/dev/null", secret] if os.path.isfile(secret) else ["--tmpfs", secret]
+    for path in _needed_paths(argv[0]):
+        if any(path == h or path.startswith(h + "/") for h in hidden):
+            cmd += ["--ro-bind", path, path]
+    cmd += ["--bind", str(run_dir), str(run_dir)]
+    if limits.work_dir_size:
+        cmd += ["--size", str(limits.work_dir_size), "--tmpfs", str(work_dir)]
+    # Inside the PID namespace the parent is invisible, so ipykernel's parent poller would quit at once;
+    # --die-with-parent does that job instead.
+    cmd += ["--unsetenv", "JPY_PARENT_PID", "--chdir", str(work_dir), "--setenv", "HOME", str(work_dir), "--"]
+    return cmd + list(argv)
+
+
+def kill_marked(marker: str) -> int:
+    """Kill every process (but ourselves) whose environment carries ``RLM_WORKSPACE=marker``.
+
+    Catches what model code started in a new session or double-forked away
+    from the kernel, which a process-group kill misses.
+    """
+    needle = f"{MARKER}={marker}".encode()
+    killed = 0
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed

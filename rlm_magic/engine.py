@@ -115,6 +115,7 @@ class Engine:
         self.session: Session | None = None
         self.kernel: KernelSession | None = None
         self._run_files: list[Path] = []
+        self._bind_files: list[Path] = []
         self.server: asyncio.base_events.Server | None = None
         self.bind_specs: list[dict[str, Any]] = []
         self.submission: dict[str, Any] | None = None
@@ -182,7 +183,7 @@ class Engine:
             spec_ = await asyncio.to_thread(transport.write_binding, f"{ws.runs}-{name}", value, ws.run_dir)
             spec_["name"] = name
             self.bind_specs.append(spec_)
-            self._run_files.append(Path(spec_["path"]))
+            self._bind_files += [Path(spec_["path"]), *(Path(b) for b in spec_.get("buffers", []))]
         sock = ws.run_dir / f"ch-{ws.runs}.sock"
         self._run_files.append(sock)
         self.server = await asyncio.start_unix_server(self._serve, path=str(sock))
@@ -193,9 +194,8 @@ class Engine:
             earlier = (f"{listed}\n\nEarlier questions in this session and their answers:\n"
                        f"{self.session.describe_history()}")
         await self._bootstrap()
-        for path in self._run_files:  # the child has loaded (or mapped) them; Linux keeps mapped pages alive
-            if path.suffix in (".arrow", ".txt", ".bin", ".pkl"):
-                path.unlink(missing_ok=True)
+        for path in self._bind_files:  # the child has loaded (or mapped) them; Linux keeps mapped pages alive
+            path.unlink(missing_ok=True)
         return earlier
 
     async def _session_workspace(self, name: str, spec: Any) -> Session:
@@ -212,7 +212,7 @@ class Engine:
 
     async def _bootstrap(self) -> None:
         assert self.workspace is not None
-        bound = sum(Path(s["path"]).stat().st_size for s in self.bind_specs if Path(s["path"]).exists())
+        bound = sum(p.stat().st_size for p in self._bind_files if p.exists())
         self._bound_bytes = max(getattr(self, "_bound_bytes", 0), bound)
         await self.workspace.install(channel=self._channel, mode=self.config.mode, bindings=self.bind_specs,
                                      bound_bytes=self._bound_bytes)
@@ -222,7 +222,7 @@ class Engine:
             self.server.close()
         for fut in self._cache.values():
             fut.cancel()
-        for path in self._run_files:
+        for path in self._run_files + self._bind_files:
             path.unlink(missing_ok=True)
         ws = self.workspace
         if ws is not None and self.session is None:

@@ -58,12 +58,21 @@ def write_binding(name: str, value: Any, folder: Path) -> dict[str, Any]:
         path.write_bytes(value)
         return {"name": name, "t": "bytes", "path": str(path)}
     path = stem.with_suffix(".pkl")
+    buffers: list[pickle.PickleBuffer] = []
     try:
-        with open(path, "wb") as fh:
-            pickle.dump(value, fh, protocol=5)
+        # Protocol 5 hands large buffers (numpy arrays and the like) out of band: they are written raw
+        # and the child maps them instead of copying them through the pickle stream.
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     except Exception as exc:
         raise TypeError(f"cannot send {name!r} ({type(value).__name__}) to the REPL: it cannot be pickled ({exc})") from None
-    return {"name": name, "t": "pickle", "path": str(path)}
+    path.write_bytes(data)
+    extra = []
+    for i, buf in enumerate(buffers):
+        part = stem.with_suffix(f".buf{i}")
+        with open(part, "wb") as fh:
+            fh.write(buf.raw())
+        extra.append(str(part))
+    return {"name": name, "t": "pickle", "path": str(path), "buffers": extra}
 
 
 def _write_arrow(value: Any, path: Path) -> dict[str, Any] | None:
@@ -102,11 +111,9 @@ def read_value(enc: dict[str, Any], folder: Path) -> tuple[Any, str | None]:
                 import numpy as np
 
                 return np.load(path, allow_pickle=False), None
-            import pyarrow as pa
+            from rlm_kernel.codec import load_frame
 
-            with pa.memory_map(str(path)) as source:
-                frame = pa.ipc.open_file(source).read_all().to_pandas()
-            return _series_or_frame(frame, enc), None
+            return _series_or_frame(load_frame(str(path)), enc), None  # mapped, not copied
         finally:
             path.unlink(missing_ok=True)  # read into notebook memory; the file has done its job
     if kind == "pandas_json":

@@ -54,3 +54,38 @@ def test_every_kind_of_value_arrives_intact(make_rlm, server) -> None:
     pd.testing.assert_series_equal(res.fields["series"], series)
     assert res.fields["text"] == text and res.fields["blob"] == blob
     assert res.fields["other"]["nested"] == [1, {"a": [2, 3]}]  # JSON has no tuples inside containers
+
+
+def test_numpy_array_travels_out_of_band_and_is_writable(make_rlm, server) -> None:
+    arr = np.arange(10_000_000, dtype="int64")  # 80 MB: pickled out of band, mapped in the child
+    server.add("root", code_reply(
+        f"held = {ANON}\n"
+        "arr[0] = -5\n"
+        "print(type(arr).__name__, arr.dtype, arr.shape, arr.flags.writeable, int(arr[:3].sum()))\n"
+        f"print({ANON} - held < 40_000_000)\n"
+        "SUBMIT(int(arr.sum()))"))
+    res = make_rlm().run("q", arr=arr)
+    first, second = res.turns[0].code[0].output.splitlines()[:2]
+    assert first == "ndarray int64 (10000000,) True -2"
+    assert second == "True"  # writing one element copied one page, not the array
+    assert res.answer == int(arr.sum()) - 5 and arr[0] == 0
+
+
+def test_root_prompt_size_does_not_depend_on_the_context_size(make_rlm, server) -> None:
+    """The first root request for a 1 KB and a 1 GB context differ only in the metadata numbers."""
+    import re
+
+    unit = "The quick brown fox jumps over the lazy dog. " * 2 + "\n"  # 91 characters a line
+    small = unit * 11  # ~1 KB
+    big = unit * (1_000_000_000 // len(unit))  # ~1 GB
+    server.add("root", code_reply("SUBMIT(len(context))"), code_reply("SUBMIT(len(context))"))
+    rlm = make_rlm()
+    assert rlm.run("How long is it?", context=small).answer == len(small)
+    assert rlm.run("How long is it?", context=big).answer == len(big)
+    del big
+    first_small, first_big = (r.messages for r in server.requests_for("root"))
+    number = r"[0-9][0-9,.]*(?: ?[kMGT]?B\b)?"  # a figure with its size unit
+    digits = lambda msgs: [re.sub(number, "#", m["content"]) for m in msgs]  # noqa: E731
+    assert digits(first_small) == digits(first_big)
+    sizes = [sum(len(m["content"]) for m in msgs) for msgs in (first_small, first_big)]
+    assert abs(sizes[0] - sizes[1]) < 100 and max(sizes) < 6_000

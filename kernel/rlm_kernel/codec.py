@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import mmap
 import os
 import pickle
 import uuid
@@ -28,16 +29,28 @@ def load_binding(spec: dict[str, Any]) -> Any:
             series = frame.iloc[:, 0]
             return series.rename(spec.get("series_name"))
         return frame
-    if kind == "text":
-        with open(path, encoding="utf-8", newline="") as fh:
-            return fh.read()
+    if kind == "text":  # decoded straight from the mapping: the str is the only copy
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                return ""
+            with mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ) as mapping:
+                return str(mapping, "utf-8")
     if kind == "bytes":
         with open(path, "rb") as fh:
             return fh.read()
     if kind == "pickle":
         with open(path, "rb") as fh:
-            return pickle.load(fh)
+            data = fh.read()
+        return pickle.loads(data, buffers=[_private_map(p) for p in spec.get("buffers", [])])
     raise ValueError(f"unknown binding kind {kind!r}")
+
+
+def _private_map(path: str) -> Any:
+    """A writable copy-on-write mapping of a file (an empty buffer for an empty file)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return bytearray()
+        return mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
 
 
 def load_frame(path: str) -> Any:
@@ -49,12 +62,9 @@ def load_frame(path: str) -> Any:
     still change it in place; only the pages it writes become private.  pandas
     versions without ``pandas.api.internals`` get an ordinary (copied) frame.
     """
-    import mmap
-
     import pyarrow as pa
 
-    with open(path, "rb") as fh:
-        mapping = mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    mapping = _private_map(path)
     base = pa.py_buffer(mapping)
     table = pa.ipc.open_file(pa.BufferReader(base)).read_all()
     frame = table.to_pandas(split_blocks=True)

@@ -7,16 +7,17 @@ a script can do the same way.
 from __future__ import annotations
 
 import keyword
+import os
 from pathlib import Path
 from typing import Any, Callable
 
 from .cassette import Cassette
 from .engine import Engine, RunConfig
 from .events import Event
-from .models import ModelOptions
+from .models import ModelOptions, use_disk_cache
 from .result import RLMResult
 from .runlog import RunLog
-from .sandbox import SANDBOXES, Limits, SandboxUnavailable, check_strict, physical_memory
+from .sandbox import SANDBOXES, Limits, check_strict, physical_memory
 from .runner import run_with_events
 from .settings import NO_MODEL, Settings, env_value
 
@@ -110,6 +111,7 @@ class RLM(Settings):
                 extra=dict(self.litellm_kwargs),
                 cassette=self._cassette(),
                 stream=self.stream,
+                cache_dir=os.path.expanduser(self.cache_dir) if self.cache_dir else None,
             ),
         )
 
@@ -150,7 +152,9 @@ class RLM(Settings):
             check_kernel_name(config.kernel)
             if config.sandbox == "strict":
                 check_strict()
-        except (ValueError, SandboxUnavailable) as exc:
+            if config.models.cache_dir:
+                use_disk_cache(config.models.cache_dir)
+        except (ValueError, RuntimeError) as exc:  # includes SandboxUnavailable
             raise ConfigError(str(exc)) from None
         return config
 

@@ -43,10 +43,50 @@ class ModelOptions:
     extra: dict[str, Any] = field(default_factory=dict)  # passed to litellm.acompletion as is
     cassette: Cassette | None = None  # record/replay of every call
     stream: bool = True  # stream root calls where the server supports it
+    cache_dir: str | None = None  # litellm disk cache for repeated calls across runs
 
 
 #: (model, api_base) pairs whose server answered a streaming request without streaming.
 _NO_STREAM: set[tuple[str, str | None]] = set()
+
+
+class CallCache:
+    """Identical model calls answered from disk across runs (diskcache), replayed like cassette entries.
+
+    litellm's own disk cache pulls in its proxy's web stack, so this keeps to
+    diskcache and reuses the cassette provider to answer hits through litellm.
+    """
+
+    def __init__(self, directory: str) -> None:
+        try:
+            import diskcache
+        except ImportError:
+            raise RuntimeError("cache_dir needs the diskcache package: pip install 'rlm-magic[cache]'") from None
+        self.store = diskcache.Cache(directory)
+
+    @staticmethod
+    def key(model: str, messages: list[dict[str, Any]], extra: dict[str, Any]) -> str:
+        import hashlib
+        import json
+
+        blob = json.dumps({"model": model, "messages": messages, "extra": extra}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.store.get(key)
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        self.store.set(key, entry)
+
+
+_caches: dict[str, CallCache] = {}
+
+
+def use_disk_cache(directory: str) -> CallCache:
+    """The process's cache for ``directory`` (opened once)."""
+    if directory not in _caches:
+        _caches[directory] = CallCache(directory)
+    return _caches[directory]
 
 
 @lru_cache(maxsize=64)
@@ -120,6 +160,11 @@ class ModelClient:
             entry = cassette.take(model, messages)
             if entry is None and cassette.mode == "replay":
                 raise cassette.miss(model, messages, role)
+        cache = use_disk_cache(self.options.cache_dir) if self.options.cache_dir else None
+        cache_key = cache.key(model, messages, self.options.extra) if cache is not None else None
+        if entry is None and cache is not None:
+            entry = cache.get(cache_key)
+            call.cached = entry is not None
         if entry is not None:  # replay through litellm's own call path, against the cassette provider
             register_provider()
             target, kwargs = f"{PROVIDER}/{model}", {"metadata": {"rlm_cassette_entry": entry}, "api_key": "cassette"}
@@ -144,17 +189,20 @@ class ModelClient:
             call.reasoning = getattr(message, "reasoning_content", None) if message is not None else None
             self._usage(call, resp, messages)
             replayed = (getattr(resp, "_hidden_params", None) or {}).get("rlm_cassette")
-            call.cost = replayed["cost"] if replayed else _cost(litellm, resp)
+            call.cost = 0.0 if call.cached else replayed["cost"] if replayed else _cost(litellm, resp)
         if entry is not None:
             call.error = call.error.replace("RuntimeError: (replayed) ", "", 1) if call.error else None
-        elif cassette is not None:
-            cassette.record(
-                model=model, role=role, messages=messages, response=call.response, reasoning=call.reasoning,
-                usage=None if call.prompt_tokens is None else {
-                    "prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
-                    "estimated": call.tokens_estimated},
-                cost=call.cost, error=call.error,
-            )
+        else:
+            usage = None if call.prompt_tokens is None else {
+                "prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
+                "estimated": call.tokens_estimated}
+            if cassette is not None:
+                cassette.record(model=model, role=role, messages=messages, response=call.response,
+                                reasoning=call.reasoning, usage=usage, cost=call.cost, error=call.error)
+            if cache is not None and call.error is None:
+                cache.put(cache_key, {"model": model, "response": {"content": call.response,
+                                                                   "reasoning": call.reasoning},
+                                      "usage": usage, "cost": call.cost, "error": None})
         return call
 
     def _may_stream(self, model: str) -> bool:

@@ -105,6 +105,11 @@ class Settings(Configurable):
     work_dir_size = Integer(2 << 30, help="strict only: size of the REPL's in-memory working folder, in bytes.").tag(
         config=True
     )
+    cache_dir = Unicode(
+        None, allow_none=True,
+        help="Folder for litellm's disk cache: identical model calls are answered from it across runs "
+        "(needs diskcache: pip install 'rlm-magic[cache]').",
+    ).tag(config=True)
     run_log = Bool(
         True, help="Append every run's events to a JSON-lines log as it goes (see run_log_dir, load_run)."
     ).tag(config=True)

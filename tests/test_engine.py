@@ -903,3 +903,17 @@ def test_output_is_capped_with_marker(make_rlm, server):
     assert len(fed) < 3_000
     assert "truncated" in fed
     assert "200,001" in fed
+
+
+def test_disk_cache_answers_repeated_calls_across_runs(make_rlm, server, handlers, tmp_path):
+    """cache_dir: a rerun of the same question is answered from litellm's disk cache."""
+    script = [code_reply("print(llm_query('what is in chunk 1?'))"), code_reply("SUBMIT('ok')")]
+    server.add("root", *script, *script)
+    handlers["sub"] = lambda req: Reply(content="chunk one facts")
+    first = make_rlm(cache_dir=str(tmp_path / "cache")).run("q", x=1)
+    sent = len(server.requests)
+    second = make_rlm(cache_dir=str(tmp_path / "cache")).run("q", x=1)
+    assert second.answer == first.answer == "ok"
+    assert len(server.requests) == sent  # nothing new reached the server
+    assert all(c.cached for c in second.calls) and not any(c.cached for c in first.calls)
+    assert second.turns[0].code[0].output.strip() == "chunk one facts"

@@ -11,6 +11,7 @@ interrupt) cancels the engine task, lets it clean up, and is re-raised.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import queue
 import sys
 import threading
@@ -24,6 +25,27 @@ T = TypeVar("T")
 
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
+
+
+async def _cancel_pending() -> None:
+    me = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+@atexit.register
+def _stop_loop() -> None:
+    """Let pending tasks (litellm's logging worker among them) end quietly before the interpreter does."""
+    loop = _loop
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(2)
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
+    loop.call_soon_threadsafe(loop.stop)
 
 
 def background_loop() -> asyncio.AbstractEventLoop:

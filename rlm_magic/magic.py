@@ -385,6 +385,9 @@ class RLMMagics(Settings, Magics):
         what = {"record": "recording every model call to", "replay": "replaying model calls from",
                 "auto": "replaying matching calls from (and recording new ones to)"}[mode]
         print(f"rlm: {what} {args[0]}")
+        shadowing = [var for name, var in ENV_VARS.items() if name.startswith("cassette") and env_value(name)]
+        if shadowing:
+            print(f"rlm: warning: {', '.join(shadowing)} is set in the environment and takes precedence over this")
 
     def _subcommand(self, name: str, args: list[str]) -> Any:
         if name == "help":

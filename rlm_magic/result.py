@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -204,7 +205,7 @@ class RLMResult:
         return bundle
 
     # -- JSON ----------------------------------------------------------
-    def to_json(self, path: str | None = None, *, indent: int | None = None) -> str:
+    def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int | None = None) -> str:
         """Serialise the whole run; DataFrames and bytes survive the round trip."""
         data = {"version": 1, **{f.name: _encode(getattr(self, f.name)) for f in fields(self)}}
         text = json.dumps(data, indent=indent, ensure_ascii=False)
@@ -214,9 +215,11 @@ class RLMResult:
         return text
 
     @classmethod
-    def from_json(cls, text_or_path: str) -> RLMResult:
-        text = text_or_path
-        if not text_or_path.lstrip().startswith("{"):
+    def from_json(cls, text_or_path: str | os.PathLike[str]) -> RLMResult:
+        """Load from a JSON string or from a file path (``str`` or ``Path``)."""
+        if isinstance(text_or_path, str) and text_or_path.lstrip().startswith("{"):
+            text = text_or_path
+        else:
             with open(text_or_path, encoding="utf-8") as fh:
                 text = fh.read()
         data = json.loads(text)

@@ -2,7 +2,7 @@
 # Quickstart: set up the environment and run example_notebooks/quickstart.ipynb
 # headless, leaving out/quickstart.ipynb (executed) and out/quickstart.html.
 #
-#   bash scripts/quickstart.sh                       # offline: the notebook's scripted local model
+#   bash scripts/quickstart.sh                       # offline: replays the notebook's bundled cassette
 #   RLM_MODEL=<litellm model> bash scripts/quickstart.sh   # live model (network + that provider's API key)
 set -euo pipefail
 
@@ -11,8 +11,10 @@ if [[ -n "${RLM_MODEL:-}" ]]; then
     echo "rlm_magic quickstart: RLM_MODEL=$RLM_MODEL set, running against that live model (needs network and the provider's API key)"
     unset RLM_OFFLINE
 else
-    echo "rlm_magic quickstart: no RLM_MODEL set, running offline against the notebook's scripted local model (no network, no API key)"
+    echo "rlm_magic quickstart: no RLM_MODEL set, replaying the bundled cassette example_notebooks/cassettes/quickstart.jsonl offline (written for this tutorial, not recorded from a live model; no network, no API key)"
     export RLM_OFFLINE=1
+    # The notebook's own `%rlm replay` must decide; these would override it.
+    unset RLM_SUB_MODEL RLM_API_BASE RLM_CASSETTE RLM_CASSETTE_MODE
 fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -22,6 +22,7 @@ cd "$ROOT"
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 # Tests never reach a live model, even when RLM_MODEL is set in the caller's shell.
 export RLM_OFFLINE=1
+unset RLM_MODEL RLM_SUB_MODEL RLM_API_BASE RLM_CASSETTE RLM_CASSETTE_MODE RLM_SANDBOX RLM_VIEW
 bash scripts/setup.sh
 
 VENV="${RLM_VENV:-$ROOT/.venv}"
@@ -31,7 +32,7 @@ export JUPYTER_PREFER_ENV_PATH=1
 
 nb_args=()
 if [[ -n "$(find example_notebooks -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -print -quit 2>/dev/null)" ]]; then
-    nb_args=(-o "testpaths=tests example_notebooks" --nbval --nbval-current-env)
+    nb_args=(-o "testpaths=tests example_notebooks" --nbval --nbval-current-env --nbval-sanitize-with example_notebooks/sanitize.cfg)
 fi
 
 echo "[test] python -m pytest ${nb_args[*]+${nb_args[*]}} $*"

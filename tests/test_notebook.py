@@ -92,11 +92,15 @@ def test_foreign_notebook_with_card_syntax(tmp_path: Path) -> None:
 
 
 def test_quickstart_notebook_runs_offline(tmp_path: Path) -> None:
-    """The README's main job: the quickstart runs top to bottom with no network and no key."""
+    """Opened with no model configured, the quickstart replays its bundled cassette: no network, no key."""
     nb = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
-    run_notebook(nb, NOTEBOOKS, env={"RLM_OFFLINE": "1"})
+    saved = {k: os.environ.pop(k) for k in ("RLM_OFFLINE", "RLM_CASSETTE", "RLM_CASSETTE_MODE") if k in os.environ}
+    try:
+        run_notebook(nb, NOTEBOOKS)
+    finally:
+        os.environ.update(saved)
     outputs = "\n".join(text_of(c) for c in nb.cells if c.cell_type == "code")
-    assert "Offline: scripted stand-in model" in outputs
+    assert "rlm: replaying model calls from cassettes/quickstart.jsonl" in outputs
     assert "West has the highest total revenue" in outputs
     assert "finished after 4 turns" in outputs
     assert "Basic sold the most units in 2024" in outputs

@@ -62,7 +62,7 @@ class RLM(Settings):
         if sub_model is not None:
             settings["sub_model"] = sub_model
         super().__init__(**settings)
-        self._subscribers: list[Callable[[Event], None]] = [on_event] if on_event else []
+        self._subscribers: list[Callable[[Event], None]] = [on_event] if on_event is not None else []
         self.last_result: RLMResult | None = None
 
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[Event], None]:
@@ -176,6 +176,9 @@ class RLM(Settings):
         if log is None and self.run_log:
             log = RunLog(self.run_log_dir)
             subscribers.append(log)
+        # Stream only when someone shows the text as it arrives: a server that ignores streaming costs one
+        # wasted request before it is detected, and nobody gains anything from a stream nobody watches.
+        config.models.stream = config.models.stream and any(getattr(s, "wants_deltas", False) for s in subscribers)
         holder: dict[str, Engine] = {}
 
         def make(emit: Callable[[Event], None]):  # noqa: ANN202

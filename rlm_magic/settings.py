@@ -69,9 +69,9 @@ class Settings(Configurable):
     num_retries = Integer(3, help="Retries (with backoff) of rate-limit, server and timeout errors, done by litellm.").tag(
         config=True
     )
-    stream = Bool(True, help="Stream root-model replies so views show text as it arrives (where the server streams).").tag(
-        config=True
-    )
+    stream = Bool(
+        True, help="Stream root-model replies while a live view shows them (where the server streams)."
+    ).tag(config=True)
     request_timeout = Float(300.0, help="Seconds one model request may take.").tag(config=True)
     verbose = Bool(True, help="Print a text log of each turn where no widget view is shown.").tag(config=True)
     env_allow = List(Unicode(), help="Extra environment variable names the REPL kernel may see.").tag(config=True)

@@ -10,10 +10,19 @@ from rlm_magic.scripted import ScriptedServer, code_reply
 REPLY = code_reply("SUBMIT('streamed answer')", "Thinking about it in several words so the stream has pieces.")
 
 
-def run(server: ScriptedServer, **settings):  # noqa: ANN003, ANN201
-    events: list = []
+class Watcher(list):
+    """A subscriber that, like the widget view, wants replies as they stream."""
+
+    wants_deltas = True
+
+    def __call__(self, event) -> None:  # noqa: ANN001
+        self.append(event)
+
+
+def run(server: ScriptedServer, watcher: list | None = None, **settings):  # noqa: ANN003, ANN201
+    events = Watcher() if watcher is None else watcher
     rlm = RLM(model="openai/root", api_base=server.url, num_retries=0, verbose=False, warm_kernels=False,
-              on_event=events.append, **settings)
+              on_event=events if callable(events) else events.append, **settings)
     return rlm.run("q", x=1), [e for e in events if isinstance(e, ReplyDelta)]
 
 
@@ -41,3 +50,11 @@ def test_stream_off() -> None:
     with ScriptedServer({"root": [REPLY]}) as server:
         res, deltas = run(server, stream=False)
         assert not server.requests[0].body.get("stream") and not deltas and res.answer == "streamed answer"
+
+
+def test_no_stream_when_nobody_watches() -> None:
+    """Text logs and plain scripts get whole replies: no request is spent probing a server that ignores streams."""
+    with ScriptedServer({"root": [REPLY]}, streaming=False) as server:
+        _NO_STREAM.clear()
+        res, deltas = run(server, watcher=[])
+        assert [r.body.get("stream") for r in server.requests] == [None] and res.answer == "streamed answer"

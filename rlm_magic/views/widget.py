@@ -120,6 +120,9 @@ class _TurnParts:
 class WidgetView:
     """Subscriber that renders a run as ipywidgets while it goes on."""
 
+    #: Ask the engine to stream root replies, so they appear as they are written.
+    wants_deltas = True
+
     def __init__(self, *, header_every: float = 0.2) -> None:
         self.header_every = header_every
         self.header = W.HTML(value="", layout=W.Layout(width="100%"))

@@ -194,8 +194,8 @@ class Engine:
             earlier = (f"{listed}\n\nEarlier questions in this session and their answers:\n"
                        f"{self.session.describe_history()}")
         await self._bootstrap()
-        for path in self._bind_files:  # the child has loaded (or mapped) them; Linux keeps mapped pages alive
-            path.unlink(missing_ok=True)
+        # The binding files stay until the run ends: a replaced kernel loads them again. (Mapped pages are
+        # shared with the child, so keeping them costs no extra memory.)
         return earlier
 
     async def _session_workspace(self, name: str, spec: Any) -> Session:
@@ -265,8 +265,7 @@ class Engine:
             notes: list[str] = []
             outputs: list[tuple[str, str]] = []
             for bi, block in enumerate(parsed.blocks):
-                run, lost = await self._execute(index, bi, block.code)
-                turn.code.append(run)
+                run, lost = await self._execute(turn, bi, block.code)
                 if self._fatal is not None:
                     raise self._fatal
                 outputs.append(("timed out" if run.timed_out else "", run.output))
@@ -318,10 +317,10 @@ class Engine:
         res.answer = parsed.final.value if parsed.final and parsed.final.kind == "FINAL" else call.response.strip()
 
     # ------------------------------------------------------------------
-    async def _execute(self, turn: int, block: int, code: str) -> tuple[CodeRun, str | None]:
-        """Run one block; returns the record and, when the kernel was replaced, why."""
+    async def _execute(self, turn: Turn, block: int, code: str) -> tuple[CodeRun, str | None]:
+        """Run one block and record it in ``turn``; returns the record and, when the kernel was replaced, why."""
         assert self.kernel is not None
-        self.emit(CodeStarted(turn, block, code))
+        self.emit(CodeStarted(turn.index, block, code))
         before = self.submission
         ex: ExecResult = await self.kernel.execute(code, timeout=self.config.timeout,
                                                    max_output_chars=self.config.max_output_chars)
@@ -332,12 +331,14 @@ class Engine:
         if ex.died:
             lost = "the code did not stop when interrupted" if ex.timed_out else "the kernel process died"
             run.error = run.error or "KernelDied: the REPL process ended"
-            await self._after_restart(lost)
         elif ex.timed_out:
             run.output = (run.output.rstrip() + "\n" if run.output.strip() else "") + (
                 f"[stopped: the block ran longer than {self.config.timeout:g} s and was interrupted; "
                 "variables are kept]")
-        self.emit(CodeFinished(turn, block, run))
+        turn.code.append(run)  # recorded before a restart that may end the run
+        self.emit(CodeFinished(turn.index, block, run))
+        if lost:
+            await self._after_restart(lost)
         return run, lost
 
     async def _after_restart(self, why: str) -> None:

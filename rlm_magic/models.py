@@ -12,6 +12,7 @@ never raise out of :meth:`ModelClient.complete`; they become the record's
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -171,19 +172,10 @@ class ModelClient:
         else:
             target, kwargs = model, self._kwargs(model)
         started = time.monotonic()
-        try:
-            resp = None
-            if entry is None and on_text is not None and self._may_stream(model):
-                resp = await self._streamed(litellm, model, messages, kwargs, on_text)
-            if resp is None:
-                resp = await litellm.acompletion(model=target, messages=messages, **kwargs)
-        except CassetteMiss:
-            raise
-        except Exception as exc:  # every provider error, after litellm's retries
-            call.latency = time.monotonic() - started
-            call.error = _error_text(exc)
-        else:
-            call.latency = time.monotonic() - started
+        resp, call.error = await self._send(litellm, target, model, messages, kwargs,
+                                            on_text if entry is None else None, retry=entry is None)
+        call.latency = time.monotonic() - started
+        if resp is not None:
             message = resp.choices[0].message if getattr(resp, "choices", None) else None
             call.response = getattr(message, "content", None) if message is not None else None
             call.reasoning = getattr(message, "reasoning_content", None) if message is not None else None
@@ -204,6 +196,27 @@ class ModelClient:
                                                                    "reasoning": call.reasoning},
                                       "usage": usage, "cost": call.cost, "error": None})
         return call
+
+    async def _send(self, litellm: Any, target: str, model: str, messages: list[dict[str, Any]],
+                    kwargs: dict[str, Any], on_text: Callable[[str], None] | None, *, retry: bool) -> tuple[Any, str | None]:
+        """The response, or the error text once litellm's retries (and ours, for garbled replies) are spent."""
+        attempt = 0
+        while True:
+            try:
+                resp = None
+                if on_text is not None and self._may_stream(model):
+                    resp = await self._streamed(litellm, model, messages, kwargs, on_text)
+                if resp is None:
+                    resp = await litellm.acompletion(model=target, messages=messages, **kwargs)
+                return resp, None
+            except CassetteMiss:
+                raise
+            except Exception as exc:  # every provider error, after litellm's retries
+                if retry and attempt < self.options.num_retries and _unreadable(exc):
+                    attempt += 1  # the HTTP client retried statuses; a garbled body is ours to retry
+                    await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
+                    continue
+                return None, _error_text(exc)
 
     def _may_stream(self, model: str) -> bool:
         return self.options.stream and (model, self.options.api_base) not in _NO_STREAM
@@ -295,6 +308,16 @@ def _cost(litellm: Any, resp: Any) -> float | None:
 
 
 _NOISE = re.compile(r"^(?:litellm\.)?\w+(?:Error|Exception)\s*(?::|-)\s*|^OpenAIException\s*-\s*")
+
+
+_UNREADABLE = ("Expecting value", "JSONDecodeError", "Unterminated string", "Extra data", "Invalid control character",
+               "MidStreamFallbackError", "Connection error", "Server disconnected", "incomplete chunked read")
+
+
+def _unreadable(exc: BaseException) -> bool:
+    """A reply that arrived garbled or cut off (not an HTTP error status, which the client already retried)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in _UNREADABLE)
 
 
 def _error_text(exc: BaseException) -> str:

@@ -4,13 +4,14 @@ Two levels:
 
 * ``default``: a separate process with an allowlisted environment, a fresh
   working folder, resource limits (memory, CPU per run, file size, processes)
-  set inside the child before model code runs, and every process it started
-  killed when the workspace closes.  It still runs as the notebook's user, so
+  set inside the child before model code runs, and every process below the
+  kernel (it is a child subreaper, so orphans stay below it) or carrying its
+  marker killed when the workspace closes.  It still runs as the notebook's user, so
   it can read what that user can read, write where that user can write, use
   the network, and signal the notebook process.
 * ``strict``: the same, under bubblewrap: the filesystem is read-only except
-  the run's own folder, ``$HOME``, ``/home``, ``/root``, ``/tmp`` and ``/run``
-  are empty, there is no network (a fresh network namespace; the Jupyter
+  the run's own folder, ``$HOME``, ``/home``, ``/root``, ``/tmp``, ``/run`` and
+  ``/dev/shm`` are empty, size-limited scratch, there is no network (a fresh network namespace; the Jupyter
   connection uses Unix sockets in the bound run folder), processes live in
   their own PID namespace (the notebook's processes are invisible), all
   capabilities are dropped so limits cannot be raised again, and the working
@@ -86,15 +87,32 @@ def check_strict() -> None:
         raise SandboxUnavailable(f"sandbox=strict: bubblewrap cannot create a sandbox here: {proc.stderr.strip()}")
 
 
-def _needed_paths(argv0: str) -> list[str]:
-    """Folders the interpreter and its packages live in (re-exposed read-only under hidden homes)."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(argv0))}
-    paths.update(p for p in sys.path if p and os.path.isdir(p))
-    paths.update(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.isdir(p))
+def _needed_paths(argv0: str, hidden: list[str]) -> list[str]:
+    """Folders the interpreter and its installed packages live in, to re-expose read-only under hidden homes.
+
+    Only interpreter prefixes, site-packages folders and the rlm_kernel folder qualify, and never a hidden
+    folder itself or anything that contains $HOME: a sys.path entry such as ~ or /tmp must not undo the
+    hiding.
+    """
+    import site
+
     import rlm_kernel
 
+    real = os.path.realpath(argv0)
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(real))}
+    paths.update(site.getsitepackages() + [site.getusersitepackages()])
+    paths.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
     paths.add(os.path.dirname(os.path.dirname(os.path.abspath(rlm_kernel.__file__))))
-    return sorted(os.path.realpath(p) for p in paths)
+    home = os.path.realpath(os.path.expanduser("~"))
+    out = set()
+    for p in paths:
+        if not p or not os.path.isdir(p):
+            continue
+        p = os.path.realpath(p)
+        if p in hidden or p == "/" or home == p or home.startswith(p.rstrip("/") + "/"):
+            continue
+        out.add(p)
+    return sorted(out)
 
 
 def bwrap_argv(argv: list[str], *, run_dir: Path, work_dir: Path, limits: Limits) -> list[str]:
@@ -113,14 +131,16 @@ def bwrap_argv(argv: list[str], *, run_dir: Path, work_dir: Path, limits: Limits
         "--dev", "/dev",
         "--proc", "/proc",
     ]
-    for path in hidden:
+    size = str(limits.work_dir_size or (256 << 20))
+    for path in hidden:  # empty, size-limited scratch in place of every hidden folder
         if os.path.isdir(path):
-            cmd += ["--tmpfs", path]
+            cmd += ["--size", size, "--tmpfs", path]
+    cmd += ["--size", size, "--tmpfs", "/dev/shm"]
     for secret in ("/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/ssl/private"):
         if os.path.exists(secret):
             cmd += ["--ro-bind", "/dev/null", secret] if os.path.isfile(secret) else ["--tmpfs", secret]
-    for path in _needed_paths(argv[0]):
-        if any(path == h or path.startswith(h + "/") for h in hidden):
+    for path in _needed_paths(argv[0], hidden):
+        if any(path.startswith(h + "/") for h in hidden):
             cmd += ["--ro-bind", path, path]
     cmd += ["--bind", str(run_dir), str(run_dir)]
     if limits.work_dir_size:
@@ -129,6 +149,33 @@ def bwrap_argv(argv: list[str], *, run_dir: Path, work_dir: Path, limits: Limits
     # --die-with-parent does that job instead.
     cmd += ["--unsetenv", "JPY_PARENT_PID", "--chdir", str(work_dir), "--setenv", "HOME", str(work_dir), "--"]
     return cmd + list(argv)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren, ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def kill_marked(marker: str) -> int:

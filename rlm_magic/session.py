@@ -23,7 +23,7 @@ from typing import Any, Callable
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 
-from .sandbox import MARKER, Limits, bwrap_argv, kill_marked
+from .sandbox import MARKER, Limits, bwrap_argv, descendants, kill_marked, kill_pids
 
 #: Name of the spec rlm_magic builds for the notebook's own interpreter.
 OWN_KERNEL = "rlm-python"
@@ -48,6 +48,7 @@ def child_env(extra_allow: tuple[str, ...] | list[str] = (), *, ipython_dir: Pat
     allow = set(ENV_ALLOW) | set(extra_allow)
     env = {k: v for k, v in os.environ.items() if k in allow or k.startswith(ENV_ALLOW_PREFIXES)}
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # fewer malloc arenas: less address space under the memory limit
     env.setdefault("MPLBACKEND", "Agg")
     if ipython_dir is not None:
         env["IPYTHONDIR"] = str(ipython_dir)  # no user startup scripts, no history file
@@ -227,18 +228,24 @@ class KernelSession:
         self.restarts += 1
         if self.kc is not None:
             self.kc.stop_channels()
+        proc = getattr(getattr(self.km, "provisioner", None), "process", None)
+        tree = descendants(proc.pid) if proc is not None else []
         await self.km.restart_kernel(now=True)
+        kill_pids(tree)
         await self._connect()
 
     async def shutdown(self) -> None:
         if self.km is None:
             return
+        proc = getattr(getattr(self.km, "provisioner", None), "process", None)
+        tree = descendants(proc.pid) if proc is not None else []  # what model code started, detached or not
         try:
             if self.kc is not None:
                 self.kc.stop_channels()
             if self.km.has_kernel:
                 await self.km.shutdown_kernel(now=True)
         finally:
+            kill_pids(tree)
             kill_marked(self.marker)  # whatever model code started and detached
             _live.discard(self)
             if self._log is not None:
@@ -253,11 +260,14 @@ class KernelSession:
         """Synchronous last resort (interpreter exit): kill the process group."""
         km = self.km
         proc = getattr(getattr(km, "provisioner", None), "process", None)
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, 9)
-            except OSError:
-                proc.kill()
+        if proc is not None:
+            tree = descendants(proc.pid)
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, 9)
+                except OSError:
+                    proc.kill()
+            kill_pids(tree)
         kill_marked(self.marker)
 
     # -- running code ---------------------------------------------------

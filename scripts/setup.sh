@@ -51,7 +51,7 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 # apt runs only when CI=true or RLM_APT=1, and only as root; otherwise the
 # missing packages are just reported.
 # ---------------------------------------------------------------------------
-APT_PACKAGES=(chromium fonts-dejavu-core)
+APT_PACKAGES=(chromium fonts-dejavu-core bubblewrap)
 
 install_system_packages() {
     local wanted=("$@") missing=() pkg

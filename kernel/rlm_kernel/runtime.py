@@ -147,7 +147,8 @@ def apply_limits(limits: dict[str, Any]) -> None:
             pass
 
     if limits.get("as"):
-        cap(resource.RLIMIT_AS, int(limits["as"]))
+        # Relative to what the kernel already maps (thread stacks, arenas, libraries): the limit is headroom.
+        cap(resource.RLIMIT_AS, _mapped_bytes() + int(limits["as"]))
     if limits.get("fsize"):
         cap(resource.RLIMIT_FSIZE, int(limits["fsize"]))
     if limits.get("nproc"):
@@ -166,10 +167,32 @@ def apply_limits(limits: dict[str, Any]) -> None:
     if limits.get("cpu"):
         usage = resource.getrusage(resource.RUSAGE_SELF)
         soft = int(usage.ru_utime + usage.ru_stime) + int(limits["cpu"])
-        try:
-            resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+        try:  # hard too, so model code cannot lift it; a later run of a session can only lower it
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
         except (ValueError, OSError):
             pass
+    _become_subreaper()
+
+
+def _mapped_bytes() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants (double-forked, setsid'd) re-parent to this kernel, so its tree holds them all."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
 
 
 def install(shell: Any, config: dict[str, Any]) -> Runtime:

@@ -234,6 +234,12 @@ def start_lab(root: Path, state: Path, env: dict[str, str] | None = None, timeou
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
 
+    # Save widget state with the notebook (a JupyterLab setting, off by default), so a finished run's
+    # view is kept in the saved file and can be checked there.
+    widget_settings = dirs["JUPYTERLAB_SETTINGS_DIR"] / "@jupyter-widgets" / "jupyterlab-manager"
+    widget_settings.mkdir(parents=True, exist_ok=True)
+    (widget_settings / "plugin.jupyterlab-settings").write_text(json.dumps({"saveState": True}))
+
     port, token = free_port(), secrets.token_hex(16)
     full_env = {**os.environ, **{k: str(v) for k, v in dirs.items()}, "JUPYTER_PREFER_ENV_PATH": "1", **(env or {})}
     full_env.pop("JUPYTER_TOKEN", None)

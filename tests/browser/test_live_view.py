@@ -13,6 +13,7 @@ finished view is also copied to docs/live_view.png (shown by the README).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -176,3 +177,18 @@ def test_live_view_updates_while_the_run_goes_on(
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copy(shot, DOCS_SCREENSHOT)
     assert model_server.remaining("root") == 0
+
+    # -- the finished view is kept in the saved notebook ---------------------
+    page.evaluate("() => { window.jupyterapp.commands.execute('docmanager:save'); }")
+    saved = lab.root / NOTEBOOK.name
+
+    def widget_state() -> str:
+        meta = json.loads(saved.read_text()).get("metadata", {})
+        return json.dumps(meta.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}))
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "Bold answer" not in widget_state():
+        time.sleep(0.3)
+    state = widget_state()
+    assert "finished" in state and f"turn {TURNS} of" in state, "the header's final state was not saved"
+    assert "Bold answer" in state and "ZeroDivisionError" in state, "the turns and the answer were not saved"

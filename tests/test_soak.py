@@ -163,7 +163,9 @@ def test_soak_200_runs_with_warm_kernels_leak_nothing(make_rlm, server, tmp_path
     assert len(list((tmp_path / "logs").glob("*.jsonl"))) == RUNS  # one closed log per run (expected files)
     assert end["kernels"] <= 1, f"{end['kernels']} kernels below the notebook (at most the warm spare)"
     assert end["zombies"] == 0, descendants()
-    assert end["processes"] <= 1, descendants()
+    # Other tests' long-lived helpers (a JupyterLab server kept for the browser tests) may be children
+    # too; what matters is that 180 runs added none.
+    assert end["processes"] <= base["processes"], descendants()
     assert end["scratch_dirs"] <= 1, my_scratch_dirs()
     assert end["fds"] - base["fds"] <= MAX_FD_GROWTH, (base["fds"], end["fds"], sorted(os.listdir("/proc/self/fd")))
     assert end["threads"] - base["threads"] <= MAX_THREAD_GROWTH, [t.name for t in threading.enumerate()]

@@ -54,7 +54,7 @@ class RunConfig:
     max_cost: float | None = None
     timeout: float | None = 180.0
     max_output_chars: int = 10_000
-    sub_concurrency: int = 16
+    sub_concurrency: int = 64
     sub_context_window: int | None = None
     sub_system_prompt: str | None = None
     kernel: str | None = None

@@ -67,7 +67,7 @@ Options (per cell; defaults from %config RLMMagics.<name> or RLM_MODEL / RLM_SUB
   sandbox=S            default | strict (bubblewrap: read-only files, hidden home, no network)
   session=NAME         keep the REPL and its variables for follow-up cells
   max_output_chars=N   REPL output shown to the model per block (default 10000)
-  sub_concurrency=N    concurrent sub-calls in llm_query_batched (default 16)
+  sub_concurrency=N    concurrent sub-calls in llm_query_batched (default 64)
   sub_context_window=N sub-model window in tokens, when litellm does not know it
   verbose=BOOL         print the per-turn text log (where no widget view is shown)
   view=V               auto | widget | text | none (auto: widgets in JupyterLab/VS Code, else text)

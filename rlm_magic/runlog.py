@@ -51,7 +51,7 @@ class RunLog:
             self._fh = open(self.path, "a", encoding="utf-8")
         kind = type(event).__name__
         if isinstance(event, ev.RunFinished):
-            payload: dict[str, Any] = {"result": json.loads(event.result.to_json())}
+            payload: dict[str, Any] = {"result": _result_payload(event.result)}
         else:
             payload = {f.name: _encode(getattr(event, f.name)) for f in fields(event)}
         self._fh.write(json.dumps({"event": kind, "t": round(time.time(), 3), **payload}, ensure_ascii=False) + "\n")
@@ -63,6 +63,44 @@ class RunLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+#: Frames above this size are named, not written, in the log: they landed in the notebook already, and
+#: serialising gigabytes on the cell's thread would hold the notebook up.
+LOG_FRAME_LIMIT = 8 << 20
+
+
+class _NotLogged:
+    def __init__(self, value: Any, size: int) -> None:
+        from .describe import human_bytes, short_type
+
+        self.text = f"<{short_type(value)}: {human_bytes(size)}, not written to the run log>"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _shrink(value: Any) -> Any:
+    mod = type(value).__module__ or ""
+    if mod.startswith("pandas") and hasattr(value, "memory_usage"):
+        size = value.memory_usage(deep=False)
+        size = int(size.sum() if hasattr(size, "sum") else size)
+        if size > LOG_FRAME_LIMIT:
+            return _NotLogged(value, size)
+    return value
+
+
+def _result_payload(result: RLMResult) -> dict[str, Any]:
+    """The result as the log stores it (big frames named, not written), encoded once."""
+    data: dict[str, Any] = {"version": 1}
+    for f in fields(result):
+        value = getattr(result, f.name)
+        if f.name == "answer":
+            value = _shrink(value)
+        elif f.name == "fields":
+            value = {k: _shrink(v) for k, v in value.items()}
+        data[f.name] = _encode(value)
+    return data
 
 
 def read_events(path: str | Path) -> list[ev.Event]:

@@ -242,6 +242,9 @@ class _ScriptError(Exception):
 
 
 class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops connections under llm_query_batched-style bursts,
+    # and clients then wait a second before retrying.
+    request_queue_size = 256
     """The HTTP server, carrying a back-reference to its :class:`ScriptedServer`."""
 
     daemon_threads = True

@@ -58,7 +58,7 @@ class Settings(Configurable):
         None, allow_none=True, help="Jupyter kernelspec name for the REPL; default: ipykernel on this interpreter."
     ).tag(config=True)
     max_output_chars = Integer(10_000, help="REPL output shown to the model per block, in characters.").tag(config=True)
-    sub_concurrency = Integer(16, help="Concurrent sub-calls made by llm_query_batched.").tag(config=True)
+    sub_concurrency = Integer(64, help="Concurrent sub-calls made by llm_query_batched.").tag(config=True)
     sub_context_window = Integer(
         None, allow_none=True,
         help="Sub-model input window in tokens, for models litellm does not know (prompts beyond it are refused).",

@@ -161,7 +161,7 @@ class KernelPool:
         self.size = 1
 
     async def acquire(self, spec: WorkspaceSpec) -> tuple[Workspace, bool]:
-        """A started workspace for ``spec`` and whether it came warm; a new spare starts behind it."""
+        """A started workspace for ``spec``, and whether it came warm (the spare)."""
         spare, spare_spec = self._spare, self._spare_spec
         self._spare, self._spare_spec = None, None
         workspace: Workspace | None = None
@@ -179,7 +179,8 @@ class KernelPool:
             asyncio.ensure_future(_discard(spare))
         if workspace is None:
             workspace = await Workspace(spec).start()
-        self.refill(spec)
+        # No refill here: a kernel starting now would compete with this run for the CPU.
+        # The engine refills when the run ends.
         return workspace, warm
 
     def refill(self, spec: WorkspaceSpec) -> None:

@@ -82,3 +82,15 @@ def test_magic_runs_command_lists_and_restores(shell, server, capsys) -> None:
     shell.user_ns.pop("_rlm")
     shell.run_cell("%rlm runs load 1")
     assert shell.user_ns["_rlm"].answer == "logged answer"
+
+
+def test_big_frames_are_named_not_written_in_the_log(make_rlm, server, tmp_path: Path) -> None:
+    server.add("root", code_reply("import numpy as np, pandas as pd\n"
+                                  "SUBMIT(answer='big', frame=pd.DataFrame({'a': np.zeros(2_000_000)}), "
+                                  "small=pd.DataFrame({'b': [1, 2]}))"))
+    res = make_rlm(run_log_dir=str(tmp_path)).run("q", x=1)
+    assert len(res.fields["frame"]) == 2_000_000  # the notebook got the frame itself
+    assert Path(res.log).stat().st_size < 2_000_000  # the log did not (16 MB of float64)
+    restored = load_run(res.log)
+    assert "not written to the run log" in restored.fields["frame"]
+    assert list(restored.fields["small"]["b"]) == [1, 2]

@@ -141,7 +141,7 @@ def _encode_pandas(value: Any, out_dir: str) -> dict[str, Any]:
     try:
         import pyarrow as pa
 
-        table = pa.Table.from_pandas(frame, preserve_index=True)
+        table = pa.Table.from_pandas(frame, preserve_index=None)  # a RangeIndex stays metadata, not a column
         name = f"out-{uuid.uuid4().hex}.arrow"
         with pa.OSFile(os.path.join(out_dir, name), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import prompts, transport
+from .cassette import CassetteMiss
 from .describe import describe_all, short_type
 from .events import (
     BatchFinished,
@@ -32,7 +33,6 @@ from .events import (
     TurnStarted,
 )
 from .extract import parse_reply
-from .cassette import CassetteMiss
 from .models import ModelClient, ModelOptions, check_fits, context_window
 from .result import CodeRun, LLMCall, RLMResult, Turn
 from .sandbox import Limits

@@ -181,10 +181,11 @@ class Bench:
         self.raw["rtt_idle"] = self.attempt(
             "rtt_idle", lambda: physical.execute_round_trips(self.scratch, max(20, plan.rtt_calls // 2), idle=idle))
         self.say("llm_query_batched: 100 prompts, 200 ms each")
+        default = __import__("rlm_magic").RLM.class_traits()["sub_concurrency"].default()
+        self.raw["batch_default_concurrency"] = default
+        self.repeat("batch_default", plan.batch_repeats, lambda: H.batched(h, 100, 0.2, default))
         self.repeat("batch_16", plan.batch_repeats, lambda: H.batched(h, 100, 0.2, 16))
         self.repeat("batch_100", plan.batch_repeats, lambda: H.batched(h, 100, 0.2, 100))
-        self.say("llm_query_batched again, against the scripted server's own listen backlog (5)")
-        self.raw["batch_100_backlog5"] = self.attempt("batch_100_backlog5", self._batch_backlog5)
         self.say(f"a {data.size_label(plan.result_size)} DataFrame result coming back")
         self.repeat("result", plan.result_repeats, lambda: H.result_back(h, plan.result_size))
         if "run_log" in __import__("rlm_magic").RLM.class_trait_names():
@@ -229,15 +230,6 @@ class Bench:
             gc.collect()
         h.close()
         self.harness = None
-
-    def _batch_backlog5(self) -> dict[str, Any]:
-        import harness as H
-
-        other = H.Harness(backlog=None)
-        try:
-            return H.batched(other, 100, 0.2, 100)
-        finally:
-            other.close(kernels=False)
 
     def dspy(self) -> None:
         plan = self.plan

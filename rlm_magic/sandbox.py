@@ -115,9 +115,13 @@ def _needed_paths(argv0: str, hidden: list[str]) -> list[str]:
     return sorted(out)
 
 
+#: Folders strict replaces with empty, size-limited scratch space (plus the user's $HOME).
+HIDDEN = ("/tmp", "/run", "/home", "/root", "/var/tmp", "/mnt", "/media")
+
+
 def bwrap_argv(argv: list[str], *, run_dir: Path, work_dir: Path, limits: Limits) -> list[str]:
     """Wrap a kernel command line in bubblewrap for ``sandbox=strict``."""
-    hidden = ["/tmp", "/run", "/home", "/root", "/var/tmp", "/mnt", "/media"]
+    hidden = list(HIDDEN)
     home = os.path.expanduser("~")
     if home not in hidden and home != "/":
         hidden.append(home)

@@ -46,6 +46,7 @@ from rlm_magic import load_run
 from rlm_magic.events import CodeStarted
 from rlm_magic.result import RLMResult
 from rlm_magic.runlog import read_events
+from rlm_magic.sandbox import HIDDEN
 from rlm_magic.scripted import ScriptedServer, code_reply
 
 from .conftest import kernel_children
@@ -234,7 +235,7 @@ def test_read_files_outside_the_working_folder(make_rlm, server, level, tmp_path
         assert got["shadow"] in ("", ) or got["shadow"].startswith("ERR "), got["shadow"]  # /dev/null is bound over it
         # Not hidden, only read-only: the rest of the filesystem, including the notebook's project folder --
         # unless that folder itself lies under a hidden one (a clone in /tmp), where it is hidden too.
-        hidden_roots = ("/tmp/", "/home/", "/root/", "/run/", "/var/tmp/", os.path.expanduser("~") + "/")
+        hidden_roots = tuple(d + "/" for d in (*HIDDEN, os.path.expanduser("~")))
         if str(Path(__file__).resolve()).startswith(hidden_roots):
             assert got["project_file"].startswith("ERR "), got["project_file"]
         else:
@@ -356,7 +357,7 @@ def test_write_outside_the_working_folder(make_rlm, server, level, tmp_path) -> 
         else:
             # Read-only filesystem (EROFS); a project folder under a hidden one (a clone in /tmp) is instead
             # inside a private, empty tmpfs, where the write may "succeed" but never reaches the real file.
-            hidden_roots = ("/tmp/", "/home/", "/root/", "/run/", "/var/tmp/", os.path.expanduser("~") + "/")
+            hidden_roots = tuple(d + "/" for d in (*HIDDEN, os.path.expanduser("~")))
             if not str(project).startswith(hidden_roots):
                 assert got["project_folder"] == "ERR OSError"
             assert not beside.exists() and not project.exists()
@@ -712,7 +713,7 @@ def test_strict_work_dir_size_bounds_every_writable_place(make_rlm, server) -> N
     is not size-limited. It lives in /dev/shm and is removed when the run ends.
     """
     size = 64 * MiB
-    dirs = ["..", "/tmp/escape", "/dev/shm/escape", "/root/escape", "/run/escape"]
+    dirs = ["..", *(os.path.join(d, "escape") for d in ("/dev/shm", *HIDDEN[:4]) if os.path.isdir(d))]
     code = attack({"dirs": dirs, "bound": 96 * MiB}, STRICT_ESCAPE_FILL)
     res = run_attempt(make_rlm, server, "strict", code, work_dir_size=size)
     got = result_of(res)

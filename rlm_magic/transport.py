@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rlm_kernel.codec import load_frame, write_frame
+
 
 def make_run_dir() -> Path:
     """A private (0700) scratch folder for one workspace: bindings, results, sockets, the kernel log.
@@ -45,7 +47,7 @@ def write_binding(name: str, value: Any, folder: Path) -> dict[str, Any]:
         import pandas as pd
 
         if isinstance(value, (pd.DataFrame, pd.Series)):
-            spec = _write_arrow(value, stem.with_suffix(".arrow"))
+            spec = write_frame(value, str(stem.with_suffix(".arrow")))
             if spec is not None:
                 return {"name": name, **spec}
     if isinstance(value, str):
@@ -75,23 +77,6 @@ def write_binding(name: str, value: Any, folder: Path) -> dict[str, Any]:
     return {"name": name, "t": "pickle", "path": str(path), "buffers": extra}
 
 
-def _write_arrow(value: Any, path: Path) -> dict[str, Any] | None:
-    import pandas as pd
-    import pyarrow as pa
-
-    is_series = isinstance(value, pd.Series)
-    frame = value.to_frame(name="__value__" if value.name is None else value.name) if is_series else value
-    try:
-        # preserve_index=None keeps a RangeIndex as metadata instead of writing it out as a column
-        table = pa.Table.from_pandas(frame, preserve_index=None)
-    except (pa.ArrowException, TypeError, ValueError):
-        return None  # mixed object columns: fall back to pickle
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return {"t": "arrow", "path": str(path), "kind": "series" if is_series else "dataframe",
-            "series_name": value.name if is_series else None}
-
-
 def read_value(enc: dict[str, Any], folder: Path) -> tuple[Any, str | None]:
     """Turn an encoded value from the child into a Python value, with a note when it is only a repr."""
     kind = enc.get("t")
@@ -111,8 +96,6 @@ def read_value(enc: dict[str, Any], folder: Path) -> tuple[Any, str | None]:
                 import numpy as np
 
                 return np.load(path, allow_pickle=False), None
-            from rlm_kernel.codec import load_frame
-
             return _series_or_frame(load_frame(str(path)), enc), None  # mapped, not copied
         finally:
             path.unlink(missing_ok=True)  # read into notebook memory; the file has done its job

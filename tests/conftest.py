@@ -41,26 +41,15 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 
 def kernel_children() -> list[tuple[int, str]]:
     """Processes descended from this test process that run an ipykernel."""
-    me = os.getpid()
-    parents: dict[int, int] = {}
-    cmds: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    from rlm_magic.sandbox import descendants
+
+    out = []
+    for pid in descendants(os.getpid()):
         try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        pid = int(entry.name)
-        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
-        cmds[pid] = cmd
-    out = []
-    for pid, cmd in cmds.items():
-        p = parents.get(pid)
-        while p and p != me and p != 1:
-            p = parents.get(p)
-        if p == me and "ipykernel" in cmd:
+        if "ipykernel" in cmd:
             out.append((pid, cmd))
     return out
 

@@ -44,27 +44,16 @@ MAX_TASK_GROWTH = 2
 
 def descendants() -> list[tuple[int, str, str]]:
     """(pid, state, command) of every process below this one."""
-    me = os.getpid()
-    parent: dict[int, int] = {}
-    info: dict[int, tuple[str, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        parent[int(entry.name)] = int(fields[1])
-        info[int(entry.name)] = (fields[0], cmd)
+    from rlm_magic.sandbox import descendants as below
+
     out = []
-    for pid, (state, cmd) in info.items():
-        p = parent.get(pid)
-        while p and p not in (me, 1):
-            p = parent.get(p)
-        if p == me:
-            out.append((pid, state, cmd))
+    for pid in below(os.getpid()):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        out.append((pid, state, cmd))
     return out
 
 

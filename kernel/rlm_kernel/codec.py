@@ -133,24 +133,38 @@ def encode_value(value: Any, out_dir: str) -> dict[str, Any]:
     return {"t": "repr", "v": _safe_repr(value), "type": f"{mod}.{type(value).__qualname__}"}
 
 
-def _encode_pandas(value: Any, out_dir: str) -> dict[str, Any]:
+def write_frame(value: Any, path: str) -> dict[str, Any] | None:
+    """Write a DataFrame or Series as an Arrow IPC file; None when Arrow cannot type its columns.
+
+    Shared by both directions (the notebook binding values, the child
+    submitting them), so both read back the same way with :func:`load_frame`.
+    """
     import pandas as pd
+    import pyarrow as pa
 
     is_series = isinstance(value, pd.Series)
     frame = value.to_frame(name="__value__" if value.name is None else value.name) if is_series else value
     try:
-        import pyarrow as pa
-
         table = pa.Table.from_pandas(frame, preserve_index=None)  # a RangeIndex stays metadata, not a column
-        name = f"out-{uuid.uuid4().hex}.arrow"
-        with pa.OSFile(os.path.join(out_dir, name), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        return {"t": "arrow", "path": name, "kind": "series" if is_series else "dataframe",
-                "series_name": None if not is_series else value.name}
-    except Exception:  # mixed object columns Arrow cannot type
-        text = frame.to_json(orient="table", index=True, default_handler=str)
-        return {"t": "pandas_json", "v": text, "kind": "series" if is_series else "dataframe",
-                "series_name": None if not is_series else value.name}
+    except (pa.ArrowException, TypeError, ValueError):  # mixed object columns
+        return None
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return {"t": "arrow", "path": path, "kind": "series" if is_series else "dataframe",
+            "series_name": value.name if is_series else None}
+
+
+def _encode_pandas(value: Any, out_dir: str) -> dict[str, Any]:
+    import pandas as pd
+
+    name = f"out-{uuid.uuid4().hex}.arrow"
+    spec = write_frame(value, os.path.join(out_dir, name))
+    if spec is not None:
+        return {**spec, "path": name}  # the notebook resolves it inside its own run folder
+    is_series = isinstance(value, pd.Series)
+    frame = value.to_frame(name="__value__" if value.name is None else value.name) if is_series else value
+    return {"t": "pandas_json", "v": frame.to_json(orient="table", index=True, default_handler=str),
+            "kind": "series" if is_series else "dataframe", "series_name": value.name if is_series else None}
 
 
 def _safe_repr(value: Any, limit: int = 20_000) -> str:

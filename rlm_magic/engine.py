@@ -118,6 +118,7 @@ class Engine:
         self._bind_files: list[Path] = []
         self.server: asyncio.base_events.Server | None = None
         self.bind_specs: list[dict[str, Any]] = []
+        self._sent: dict[str, list[Any]] = {}  # binding buffers for a kernel that shares no files (kept to rebind)
         self.submission: dict[str, Any] | None = None
         self._sem = asyncio.Semaphore(max(1, config.sub_concurrency))
         self._cache: dict[tuple[str, str], asyncio.Future[LLMCall]] = {}
@@ -179,15 +180,26 @@ class Engine:
         ws.runs += 1
         self.run_dir = ws.run_dir
         self.kernel = ws.kernel
-        for name, value in bindings.items():
-            spec_ = await asyncio.to_thread(transport.write_binding, f"{ws.runs}-{name}", value, ws.run_dir)
-            spec_["name"] = name
-            self.bind_specs.append(spec_)
-            self._bind_files += [Path(spec_["path"]), *(Path(b) for b in spec_.get("buffers", []))]
-        sock = ws.run_dir / f"ch-{ws.runs}.sock"
-        self._run_files.append(sock)
-        self.server = await asyncio.start_unix_server(self._serve, path=str(sock))
-        self._channel = str(sock)
+        if ws.shared:  # files in the run folder, mapped by the child; requests over a Unix socket
+            for name, value in bindings.items():
+                spec_ = await asyncio.to_thread(transport.write_binding, f"{ws.runs}-{name}", value, ws.run_dir)
+                spec_["name"] = name
+                self.bind_specs.append(spec_)
+                self._bind_files += [Path(spec_["path"]), *(Path(b) for b in spec_.get("buffers", []))]
+            sock = ws.run_dir / f"ch-{ws.runs}.sock"
+            self._run_files.append(sock)
+            self.server = await asyncio.start_unix_server(self._serve, path=str(sock))
+            self._channel = str(sock)
+        else:  # the kernel cannot see our files: bytes as binary frames, requests over the Jupyter protocol
+            self.emit(Notice("the REPL kernel does not share this machine's files; values travel as binary "
+                             "frames over the Jupyter protocol", level="info"))
+            for name, value in bindings.items():
+                spec_, buffers = await asyncio.to_thread(transport.send_binding, f"{ws.runs}-{name}", value)
+                spec_["name"] = name
+                self.bind_specs.append(spec_)
+                self._sent[spec_["wire"]] = buffers
+            self._channel = "wire"
+            self.kernel.on_request = self._handle
         if self.session is not None and self.session.history:
             variables = {k: v for k, v in (await ws.variables()).items() if k not in bindings}
             listed = "\n".join(f"- {k}: {v}" for k, v in sorted(variables.items())) or "- (none)"
@@ -213,9 +225,10 @@ class Engine:
     async def _bootstrap(self) -> None:
         assert self.workspace is not None
         bound = sum(p.stat().st_size for p in self._bind_files if p.exists())
+        bound += sum(memoryview(b).nbytes for buffers in self._sent.values() for b in buffers)
         self._bound_bytes = max(getattr(self, "_bound_bytes", 0), bound)
         await self.workspace.install(channel=self._channel, mode=self.config.mode, bindings=self.bind_specs,
-                                     bound_bytes=self._bound_bytes)
+                                     bound_bytes=self._bound_bytes, sent=self._sent)
 
     async def _stop(self) -> None:
         if self.server is not None:
@@ -224,6 +237,10 @@ class Engine:
             fut.cancel()
         for path in self._run_files + self._bind_files:
             path.unlink(missing_ok=True)
+        self._sent.clear()
+        if self.kernel is not None:
+            self.kernel.on_request = None
+            self.kernel.forget_received()
         ws = self.workspace
         if ws is not None and self.session is None:
             await ws.close()
@@ -359,45 +376,52 @@ class Engine:
         self.emit(ModelCalled(self.turn.index if self.turn else 0, call))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One request from the child per connection: a query batch or a submission."""
+        """One request from the child per connection (the Unix-socket channel)."""
         try:
             raw = await reader.read()
             try:
                 req = json.loads(raw)
-                op = req["op"]
-            except (ValueError, KeyError, TypeError):
-                reply: dict[str, Any] = {"ok": False, "error": "malformed request"}
-            else:
-                if op == "query":
-                    reply = await self._queries(req)
-                elif op == "submit":
-                    reply = self._submit(req)
-                else:
-                    reply = {"ok": False, "error": f"unknown op {op!r}"}
+            except ValueError:
+                req = None
+            reply = await self._handle(req)
             writer.write(transport.dumps(reply))
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the child gave up (interrupted); nothing to answer
-        except CassetteMiss as exc:  # replay cannot go on; the loop ends the run after this block
-            self._fatal = exc
-            writer.write(transport.dumps({"ok": False, "error": "replay stopped: cassette miss"}))
         finally:
             writer.close()
 
-    def _submit(self, req: dict[str, Any]) -> dict[str, Any]:
-        assert self.run_dir is not None
+    async def _handle(self, req: Any) -> dict[str, Any]:
+        """Answer one request from the child: a query batch or a submission."""
+        if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+            return {"ok": False, "error": "malformed request"}
+        op = req["op"]
+        try:
+            if op == "query":
+                return await self._queries(req)
+            if op == "submit":
+                return await self._submit(req)
+        except CassetteMiss as exc:  # replay cannot go on; the loop ends the run after this block
+            self._fatal = exc
+            return {"ok": False, "error": "replay stopped: cassette miss"}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def _submit(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.workspace is not None and self.kernel is not None
+        folder = self.run_dir if self.workspace.shared else None
         notes: list[str] = []
         try:
+            buffers = await self.kernel.received(str(req["data"])) if req.get("data") else None
             answer = None
             if "answer" in req:
-                answer, note = transport.read_value(req["answer"], self.run_dir)
+                answer, note = transport.read_value(req["answer"], folder, buffers)
                 if note:
                     notes.append(f"answer: {note}")
             fields = {}
             for name, enc in (req.get("fields") or {}).items():
                 if not str(name).isidentifier():
                     return {"ok": False, "error": f"field name {name!r} is not a valid Python name"}
-                fields[name], note = transport.read_value(enc, self.run_dir)
+                fields[name], note = transport.read_value(enc, folder, buffers)
                 if note:
                     notes.append(f"{name}: {note}")
         except Exception as exc:  # noqa: BLE001 - told to the model, which can retry

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import os
 import re
 import sys
@@ -18,12 +19,20 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
-from typing import Any, Callable
+import uuid
+from typing import Any, Awaitable, Callable
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
+import zmq
+import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
+from rlm_kernel.wire import BIND_TARGET, DATA_TARGET, PROMPT_MARK
+
 from .sandbox import MARKER, Limits, bwrap_argv, descendants, kill_marked, kill_pids
+
+#: Answers a request the child sent over the protocol (a sub-call batch, a submission).
+RequestHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 #: Name of the spec rlm_magic builds for the notebook's own interpreter.
 OWN_KERNEL = "rlm-python"
@@ -188,6 +197,11 @@ class KernelSession:
         self.km: AsyncKernelManager | None = None
         self.kc: Any = None
         self.restarts = 0
+        #: Set while a run uses the protocol for requests (a kernel that shares no files with us).
+        self.on_request: RequestHandler | None = None
+        self._inbox: dict[str, tuple[dict[str, Any], list[Any]]] = {}  # comm buffers the child sent
+        self._inbox_waiters: dict[str, asyncio.Future[None]] = {}
+        self._data_comms: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------
     async def start(self) -> None:
@@ -196,9 +210,12 @@ class KernelSession:
         wrap = None
         if self.sandbox == "strict":
             wrap = lambda argv: bwrap_argv(argv, run_dir=self.ipc_dir, work_dir=self.cwd, limits=self.limits)  # noqa: E731
+        if self.kernel_name == OWN_KERNEL or wrap is not None:
+            where = {"transport": "ipc", "ip": str(self.ipc_dir / "k")}
+        else:  # a foreign spec may run anywhere (ssh, a container): loopback TCP, as Jupyter itself uses
+            where = {"transport": "tcp", "ip": "127.0.0.1"}
         self.km = AsyncKernelManager(kernel_name=self.kernel_name, kernel_spec_manager=_SpecManager(wrap=wrap),
-                                     transport="ipc", ip=str(self.ipc_dir / "k"),
-                                     connection_file=str(self.ipc_dir / "kernel.json"))
+                                     connection_file=str(self.ipc_dir / "kernel.json"), **where)
         _live.add(self)
         self._log = open(self.log_path, "ab")  # the child's own stdout/stderr, kept out of the notebook
         await self.km.start_kernel(cwd=str(self.cwd), env=dict(self.env), stdout=self._log, stderr=self._log)
@@ -284,53 +301,64 @@ class KernelSession:
         cap = OutputCap(max_output_chars)
         res = ExecResult()
         started = time.monotonic()
-        msg_id = self.kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        wire = self.on_request is not None
+        msg_id = self.kc.execute(code, store_history=True, allow_stdin=wire, stop_on_error=False)
         deadline = None if timeout is None else started + timeout
         interrupted_at: float | None = None
-        while True:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline and interrupted_at is None:
-                res.timed_out = True
-                interrupted_at = now
-                await self.km.interrupt_kernel()
-            if interrupted_at is not None and now - interrupted_at > self.interrupt_grace:
-                res.died = True  # ignores SIGINT: replace it
-                await self.restart()
-                break
-            wait = 0.5 if deadline is None else max(0.01, min(0.5, (deadline if interrupted_at is None else interrupted_at + self.interrupt_grace) - now))
-            try:
-                msg = await self.kc.get_iopub_msg(timeout=wait)
-            except (Empty, asyncio.TimeoutError):
-                if not await self.km.is_alive():
-                    res.died = True
+        requests: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline and interrupted_at is None:
+                    res.timed_out = True
+                    interrupted_at = now
+                    await self.km.interrupt_kernel()
+                if interrupted_at is not None and now - interrupted_at > self.interrupt_grace:
+                    res.died = True  # ignores SIGINT: replace it
                     await self.restart()
                     break
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["msg_type"]
-            content = msg["content"]
-            piece = ""
-            if kind == "stream":
-                piece = content.get("text", "")
-            elif kind in ("execute_result", "display_data"):
-                data = content.get("data", {})
-                text = data.get("text/plain")
-                if text is None:
-                    text = "[" + ", ".join(sorted(data)) + " output]"
-                piece = text if text.endswith("\n") else text + "\n"
-            elif kind == "error":
-                if content.get("ename") == "SubmitSignal":
+                wait = 0.5 if deadline is None else max(0.01, min(0.5, (deadline if interrupted_at is None else interrupted_at + self.interrupt_grace) - now))
+                try:
+                    channel, msg = await self._next_message(wait, stdin=wire)
+                except (Empty, asyncio.TimeoutError):
+                    if not await self.km.is_alive():
+                        res.died = True
+                        await self.restart()
+                        break
                     continue
-                res.ename = content.get("ename")
-                res.error = f"{content.get('ename')}: {content.get('evalue')}"
-                piece = short_traceback(content.get("traceback") or [res.error]) + "\n"
-            elif kind == "status" and content.get("execution_state") == "idle":
-                break
-            if piece:
-                cap.add(piece)
-                if on_output is not None:
-                    on_output(piece)
+                if channel == "stdin":
+                    self._on_stdin(msg, requests)
+                    continue
+                if self._take_data(msg):
+                    continue
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["msg_type"]
+                content = msg["content"]
+                piece = ""
+                if kind == "stream":
+                    piece = content.get("text", "")
+                elif kind in ("execute_result", "display_data"):
+                    data = content.get("data", {})
+                    text = data.get("text/plain")
+                    if text is None:
+                        text = "[" + ", ".join(sorted(data)) + " output]"
+                    piece = text if text.endswith("\n") else text + "\n"
+                elif kind == "error":
+                    if content.get("ename") == "SubmitSignal":
+                        continue
+                    res.ename = content.get("ename")
+                    res.error = f"{content.get('ename')}: {content.get('evalue')}"
+                    piece = short_traceback(content.get("traceback") or [res.error]) + "\n"
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    break
+                if piece:
+                    cap.add(piece)
+                    if on_output is not None:
+                        on_output(piece)
+        finally:
+            for task in requests:  # the code stopped waiting for these; a late reply must not reach the next request
+                task.cancel()
         await self._drain_shell(msg_id)
         res.output = cap.text()
         res.total_chars = cap.total
@@ -348,6 +376,86 @@ class KernelSession:
                     return
         except (Empty, asyncio.TimeoutError):
             return
+
+    async def _next_message(self, wait: float, *, stdin: bool) -> tuple[str, dict[str, Any]]:
+        """The next iopub message, or (when requests come over the protocol) stdin message."""
+        if not stdin:
+            return "iopub", await self.kc.get_iopub_msg(timeout=wait)
+        for name, channel in (("stdin", self.kc.stdin_channel), ("iopub", self.kc.iopub_channel)):
+            if await channel.msg_ready():
+                return name, await channel.get_msg(timeout=0)
+        poller = zmq.asyncio.Poller()
+        poller.register(self.kc.iopub_channel.socket, zmq.POLLIN)
+        poller.register(self.kc.stdin_channel.socket, zmq.POLLIN)
+        ready = dict(await poller.poll(int(wait * 1000)))
+        if self.kc.stdin_channel.socket in ready:
+            return "stdin", await self.kc.stdin_channel.get_msg(timeout=0)
+        if self.kc.iopub_channel.socket in ready:
+            return "iopub", await self.kc.iopub_channel.get_msg(timeout=0)
+        raise Empty
+
+    def _on_stdin(self, msg: dict[str, Any], requests: set[asyncio.Task[None]]) -> None:
+        if msg.get("msg_type") != "input_request":
+            return
+        prompt = str(msg["content"].get("prompt", ""))
+        if not prompt.startswith(PROMPT_MARK) or self.on_request is None:
+            self.kc.input("\x04")  # model code called input(): there is nobody to type, so end of file
+            return
+        for task in requests:  # the child waits for one request at a time; an older one was given up
+            task.cancel()
+        requests.clear()
+        task = asyncio.ensure_future(self._answer(prompt[len(PROMPT_MARK):], self.on_request))
+        requests.add(task)
+        task.add_done_callback(requests.discard)
+
+    async def _answer(self, text: str, handler: RequestHandler) -> None:
+        try:
+            req = json.loads(text)
+            if not isinstance(req, dict):
+                raise ValueError
+        except ValueError:
+            reply: dict[str, Any] = {"ok": False, "error": "malformed request"}
+            req = {}
+        else:
+            reply = await handler(req)
+        self.kc.input(json.dumps({**reply, "id": req.get("id")}, ensure_ascii=False))
+
+    def _take_data(self, msg: dict[str, Any]) -> bool:
+        """Keep the buffers of a value the child sent (any parent: it may come from a thread)."""
+        kind, content = msg.get("msg_type"), msg.get("content") or {}
+        if kind == "comm_close" and content.get("comm_id") in self._data_comms:
+            self._data_comms.discard(content.get("comm_id"))
+            return True
+        if kind != "comm_open" or content.get("target_name") != DATA_TARGET:
+            return False
+        key = str((msg["content"].get("data") or {}).get("id"))
+        self._data_comms.add(msg["content"].get("comm_id"))
+        self._inbox[key] = (msg["content"].get("data") or {}, list(msg.get("buffers") or []))
+        waiter = self._inbox_waiters.pop(key, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    async def received(self, key: str, timeout: float = 60.0) -> list[Any]:
+        """The buffers the child sent under ``key``; they may still be on their way when its request arrives."""
+        if key not in self._inbox:
+            waiter = self._inbox_waiters.setdefault(key, asyncio.get_running_loop().create_future())
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        return self._inbox.pop(key)[1]
+
+    def forget_received(self) -> None:
+        """Drop values nobody asked for (a submission that failed half-way); called when a run ends."""
+        self._inbox.clear()
+        for waiter in self._inbox_waiters.values():
+            waiter.cancel()
+        self._inbox_waiters.clear()
+
+    def send_values(self, key: str, buffers: list[Any]) -> None:
+        """Hand the child a value as binary frames (a comm_open it parks until the bootstrap loads it)."""
+        assert self.kc is not None
+        content = {"comm_id": uuid.uuid4().hex, "target_name": BIND_TARGET, "data": {"id": key}}
+        msg = self.kc.session.msg("comm_open", content)
+        self.kc.session.send(self.kc.shell_channel.socket, msg, buffers=buffers)
 
     async def run_quiet(self, code: str, timeout: float = 120.0) -> ExecResult:
         """Run harness code (bootstrap, rebinding); raise if it fails."""

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rlm_kernel.codec import load_frame, write_frame
+from rlm_kernel.codec import writable_copy, frame_bytes, frame_from_buffer, load_frame, series_or_frame, write_frame
 
 
 def make_run_dir() -> Path:
@@ -77,9 +77,41 @@ def write_binding(name: str, value: Any, folder: Path) -> dict[str, Any]:
     return {"name": name, "t": "pickle", "path": str(path), "buffers": extra}
 
 
-def read_value(enc: dict[str, Any], folder: Path) -> tuple[Any, str | None]:
-    """Turn an encoded value from the child into a Python value, with a note when it is only a repr."""
+def send_binding(name: str, value: Any) -> tuple[dict[str, Any], list[Any]]:
+    """One value as message buffers, for a kernel that shares no files with us: (spec, buffers).
+
+    The same encodings as :func:`write_binding`, held in memory instead of
+    written; the spec names the comm the buffers travel in (``wire``).
+    """
+    spec: dict[str, Any] = {"name": name, "wire": f"in-{name}"}
+    if (type(value).__module__ or "").startswith("pandas"):
+        import pandas as pd
+
+        if isinstance(value, (pd.DataFrame, pd.Series)):
+            sent = frame_bytes(value)
+            if sent is not None:
+                return {**spec, **sent[0]}, [sent[1]]
+    if isinstance(value, str):
+        return {**spec, "t": "text"}, [value.encode("utf-8")]
+    if isinstance(value, (bytes, bytearray)):
+        return {**spec, "t": "bytes"}, [bytes(value)]
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:
+        raise TypeError(f"cannot send {name!r} ({type(value).__name__}) to the REPL: it cannot be pickled ({exc})") from None
+    return {**spec, "t": "pickle"}, [data, *(buf.raw() for buf in buffers)]
+
+
+def read_value(enc: dict[str, Any], folder: Path | None, buffers: list[Any] | None = None) -> tuple[Any, str | None]:
+    """Turn an encoded value from the child into a Python value, with a note when it is only a repr.
+
+    Big values come as files in ``folder`` or, where the child sends them over
+    the protocol, as ``buffers`` the encoding indexes.
+    """
     kind = enc.get("t")
+    if "buf" in enc:
+        return _read_buffer(kind, enc, _buffer(buffers, enc["buf"])), None
     if kind == "json":
         value = enc.get("v")
         if enc.get("tuple"):
@@ -90,29 +122,43 @@ def read_value(enc: dict[str, Any], folder: Path) -> tuple[Any, str | None]:
     if kind == "bytes":
         return base64.b64decode(enc["v"]), None
     if kind in ("arrow", "npy"):
+        if folder is None:
+            raise ValueError("the child named a result file, but this run shares no folder with it")
         path = _inside(folder, enc["path"])
         try:
             if kind == "npy":
                 import numpy as np
 
                 return np.load(path, allow_pickle=False), None
-            return _series_or_frame(load_frame(str(path)), enc), None  # mapped, not copied
+            return series_or_frame(load_frame(str(path)), enc), None  # mapped, not copied
         finally:
             path.unlink(missing_ok=True)  # read into notebook memory; the file has done its job
     if kind == "pandas_json":
         import pandas as pd
 
         frame = pd.read_json(io.StringIO(enc["v"]), orient="table")
-        return _series_or_frame(frame, enc), "object columns were sent as JSON; some types may have changed"
+        return series_or_frame(frame, enc), "object columns were sent as JSON; some types may have changed"
     if kind == "repr":
         return enc.get("v"), f"a {enc.get('type', 'value')} cannot be sent back, so its repr came instead"
     raise ValueError(f"unknown value encoding {kind!r}")
 
 
-def _series_or_frame(frame: Any, enc: dict[str, Any]) -> Any:
-    if enc.get("kind") != "series":
-        return frame
-    return frame.iloc[:, 0].rename(enc.get("series_name"))
+def _buffer(buffers: list[Any] | None, index: Any) -> Any:
+    if not isinstance(index, int) or not buffers or not 0 <= index < len(buffers):
+        raise ValueError(f"the submitted value refers to a missing buffer ({index!r})")
+    return buffers[index]
+
+
+def _read_buffer(kind: Any, enc: dict[str, Any], buf: Any) -> Any:
+    if kind == "bytes":
+        return bytes(buf)
+    if kind == "npy":
+        import numpy as np
+
+        return np.load(io.BytesIO(buf), allow_pickle=False)
+    if kind == "arrow":
+        return series_or_frame(frame_from_buffer(writable_copy(buf)), enc)
+    raise ValueError(f"unknown value encoding {kind!r} for a buffer")
 
 
 def _inside(folder: Path, name: str) -> Path:

@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,31 +41,68 @@ def _package_dir() -> str:
     return list(spec.submodule_search_locations)[0]
 
 
-def _import_code() -> str:
-    """Load *our* copy of rlm_kernel by path, and the data libraries, without running anything else.
+def _import_code(shared: bool = True) -> str:
+    """Load *our* copy of rlm_kernel and the data libraries, without running anything else.
 
     Loading by file location (not ``sys.path``) means a ``kernel=`` interpreter
     without rlm_magic installed still gets the matching child package, and the
-    user's ``sys.path`` order is left alone.
+    user's ``sys.path`` order is left alone.  A kernel that cannot see this
+    machine's files (``shared=False``) gets the package's source in the code
+    itself (a few dozen KB of Python, never data).
     """
     pkg = _package_dir()
+    if shared:
+        load = (
+            "    if 'rlm_kernel' not in sys.modules:\n"
+            "        spec = importlib.util.spec_from_file_location('rlm_kernel', os.path.join(pkg, '__init__.py'),\n"
+            "                                                      submodule_search_locations=[pkg])\n"
+            "        mod = importlib.util.module_from_spec(spec)\n"
+            "        sys.modules['rlm_kernel'] = mod\n"
+            "        spec.loader.exec_module(mod)\n"
+        )
+        arg = repr(pkg)
+    else:
+        load = (
+            "    class Finder:\n"
+            "        def find_spec(self, name, path=None, target=None):\n"
+            "            if name in pkg:\n"
+            "                return importlib.util.spec_from_loader(name, self, is_package=name == 'rlm_kernel')\n"
+            "        def create_module(self, spec):\n"
+            "            return None\n"
+            "        def exec_module(self, module):\n"
+            "            exec(compile(pkg[module.__name__], '<rlm_kernel ' + module.__name__ + '>', 'exec'),\n"
+            "                 module.__dict__)\n"
+            "    if 'rlm_kernel' not in sys.modules:\n"
+            "        finder = Finder()\n"
+            "        sys.meta_path.insert(0, finder)\n"
+            "        try:\n"
+            "            for name in sorted(pkg):\n"
+            "                importlib.import_module(name)\n"
+            "        finally:\n"
+            "            sys.meta_path.remove(finder)\n"
+        )
+        arg = repr(_package_sources(pkg))
     return (
         "def __rlm_import(pkg):\n"
-        "    import importlib.util, os, sys\n"
-        "    if 'rlm_kernel' not in sys.modules:\n"
-        "        spec = importlib.util.spec_from_file_location('rlm_kernel', os.path.join(pkg, '__init__.py'),\n"
-        "                                                      submodule_search_locations=[pkg])\n"
-        "        mod = importlib.util.module_from_spec(spec)\n"
-        "        sys.modules['rlm_kernel'] = mod\n"
-        "        spec.loader.exec_module(mod)\n"
+        "    import importlib, importlib.util, os, sys\n"
+        f"{load}"
         "    for name in ('pandas', 'pyarrow', 'numpy'):\n"
         "        try:\n"
         "            __import__(name)\n"
         "        except ImportError:\n"
         "            pass\n"
-        f"__rlm_import({pkg!r})\n"
+        "    sys.modules['rlm_kernel.wire'].register(get_ipython().kernel)\n"
+        f"__rlm_import({arg})\n"
         "del __rlm_import\n"
     )
+
+
+def _package_sources(pkg: str) -> dict[str, str]:
+    out = {}
+    for path in sorted(Path(pkg).glob("*.py")):
+        name = "rlm_kernel" if path.stem == "__init__" else f"rlm_kernel.{path.stem}"
+        out[name] = path.read_text(encoding="utf-8")
+    return out
 
 
 def _install_code(config: dict[str, Any]) -> str:
@@ -111,22 +149,59 @@ class Workspace:
         self.started_at: float | None = None
         self.runs = 0
         self.closed = False
+        #: Whether the kernel sees this machine's files (our own interpreter always does; a foreign spec is probed).
+        self.shared = True
+        self._imported = -1  # the kernel's restart count when rlm_kernel was last loaded into it
 
     async def start(self) -> Workspace:
         try:
             await self.kernel.start()
-            await self.kernel.run_quiet(_import_code())
+            if self.spec.kernel != OWN_KERNEL:
+                self.shared = await self._sees_our_files()
+            await self.kernel.run_quiet(_import_code(self.shared))
+            self._imported = self.kernel.restarts
         except BaseException:
             await self.close()
             raise
         self.started_at = time.monotonic()
         return self
 
-    async def install(self, *, channel: str, mode: str, bindings: list[dict[str, Any]], bound_bytes: int = 0) -> None:
-        """Connect the child's functions to this run's channel, set its limits and (re)bind values."""
-        config = {"channel": channel, "out_dir": str(self.run_dir), "mode": mode, "bindings": bindings,
+    async def _sees_our_files(self) -> bool:
+        """Probe: can the kernel read a file we just wrote?  A remote kernel (ssh, a container) cannot."""
+        probe = self.run_dir / "probe"
+        token = secrets.token_hex(16)
+        probe.write_text(token)
+        try:
+            res = await self.kernel.run_quiet(
+                "def __rlm_probe(path, token):\n"
+                "    try:\n"
+                "        with open(path) as fh:\n"
+                "            return fh.read() == token\n"
+                "    except OSError:\n"
+                "        return False\n"
+                f"print('shared' if __rlm_probe({str(probe)!r}, {token!r}) else 'remote')\n"
+                "del __rlm_probe\n")
+        finally:
+            probe.unlink(missing_ok=True)
+        return res.output.strip().endswith("shared")
+
+    async def install(self, *, channel: str, mode: str, bindings: list[dict[str, Any]], bound_bytes: int = 0,
+                      sent: dict[str, list[Any]] | None = None) -> None:
+        """Connect the child's functions to this run's channel, set its limits and (re)bind values.
+
+        ``sent`` holds the buffers of bindings that travel over the protocol;
+        their comms go out first, and the shell channel keeps them in order
+        before the code that loads them.
+        """
+        if sent and self._imported != self.kernel.restarts:  # a replaced kernel: its comm target comes first
+            await self.kernel.run_quiet(_import_code(self.shared))
+            self._imported = self.kernel.restarts
+        for key, buffers in (sent or {}).items():
+            self.kernel.send_values(key, buffers)
+        config = {"channel": channel, "out_dir": str(self.run_dir) if self.shared else None,
+                  "results": "files" if self.shared else "wire", "mode": mode, "bindings": bindings,
                   "limits": self.spec.limits.for_child(extra_memory=2 * bound_bytes)}
-        await self.kernel.run_quiet(_import_code() + _install_code(config))
+        await self.kernel.run_quiet(_import_code(self.shared) + _install_code(config))
 
     async def variables(self) -> dict[str, str]:
         """Names the REPL holds besides the harness's own (for follow-up prompts)."""

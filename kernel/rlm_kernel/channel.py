@@ -28,7 +28,11 @@ class Channel:
         sock.connect(self.address)
         return sock
 
-    def request(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def request(self, payload: dict[str, Any], buffers: list[Any] | None = None) -> dict[str, Any]:
+        if buffers:  # values too big for a JSON line travel as comm buffers; the request names them
+            from .wire import send_data
+
+            payload = dict(payload, data=send_data(buffers))
         data = (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             sock = self._connect()

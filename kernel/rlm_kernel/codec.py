@@ -1,7 +1,8 @@
 """Moving values across the process boundary, child side.
 
-Inbound (notebook -> child) values arrive as files the parent wrote: Arrow IPC
-for frames, raw text/bytes, or pickle (the parent trusts itself).  Outbound
+Inbound (notebook -> child) values arrive as files the parent wrote (or, from
+a notebook that shares no files with this kernel, as message buffers): Arrow
+IPC for frames, raw text/bytes, or pickle (the parent trusts itself).  Outbound
 values (SUBMIT) never use pickle: the parent must not unpickle anything that
 model-written code produced, so they go as JSON, Arrow IPC or ``.npy`` without
 pickled objects, else as a repr with a note.
@@ -10,6 +11,7 @@ pickled objects, else as a repr with a note.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import mmap
 import os
@@ -22,13 +24,13 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 
 def load_binding(spec: dict[str, Any]) -> Any:
     kind = spec["t"]
+    if "wire" in spec:  # the bytes came as comm buffers (a kernel that shares no files with the notebook)
+        from . import wire
+
+        return _load_sent(kind, spec, wire.take(spec["wire"]))
     path = spec.get("path")
     if kind == "arrow":
-        frame = load_frame(path)
-        if spec.get("kind") == "series":
-            series = frame.iloc[:, 0]
-            return series.rename(spec.get("series_name"))
-        return frame
+        return series_or_frame(load_frame(path), spec)
     if kind == "text":  # decoded straight from the mapping: the str is the only copy
         with open(path, "rb") as fh:
             if os.fstat(fh.fileno()).st_size == 0:
@@ -45,6 +47,35 @@ def load_binding(spec: dict[str, Any]) -> Any:
     raise ValueError(f"unknown binding kind {kind!r}")
 
 
+def _load_sent(kind: str, spec: dict[str, Any], buffers: list[Any]) -> Any:
+    """A bound value from message buffers; each is copied once, into memory the REPL may change."""
+    if kind == "arrow":
+        return series_or_frame(frame_from_buffer(writable_copy(buffers[0])), spec)
+    if kind == "text":
+        return str(buffers[0], "utf-8")
+    if kind == "bytes":
+        return bytes(buffers[0])
+    if kind == "pickle":
+        return pickle.loads(buffers[0], buffers=[writable_copy(b) for b in buffers[1:]])
+    raise ValueError(f"unknown binding kind {kind!r}")
+
+
+def writable_copy(buf: Any) -> Any:
+    """Anonymous private memory holding ``buf`` (received frames are read-only)."""
+    view = memoryview(buf).cast("B")
+    if not view.nbytes:
+        return bytearray()
+    mapping = mmap.mmap(-1, view.nbytes)
+    mapping[:] = view
+    return mapping
+
+
+def series_or_frame(frame: Any, spec: dict[str, Any]) -> Any:
+    if spec.get("kind") == "series":
+        return frame.iloc[:, 0].rename(spec.get("series_name"))
+    return frame
+
+
 def _private_map(path: str) -> Any:
     """A writable copy-on-write mapping of a file (an empty buffer for an empty file)."""
     with open(path, "rb") as fh:
@@ -54,7 +85,12 @@ def _private_map(path: str) -> Any:
 
 
 def load_frame(path: str) -> Any:
-    """A DataFrame over a memory-mapped Arrow IPC file, without a private copy of its data.
+    """A DataFrame over a memory-mapped Arrow IPC file, without a private copy of its data."""
+    return frame_from_buffer(_private_map(path))
+
+
+def frame_from_buffer(mapping: Any) -> Any:
+    """A DataFrame over writable memory holding an Arrow IPC file, sharing that memory.
 
     The file is mapped copy-on-write (MAP_PRIVATE): numeric and datetime columns
     are numpy arrays straight over the mapping, strings stay Arrow-backed, so
@@ -64,7 +100,6 @@ def load_frame(path: str) -> Any:
     """
     import pyarrow as pa
 
-    mapping = _private_map(path)
     base = pa.py_buffer(mapping)
     table = pa.ipc.open_file(pa.BufferReader(base)).read_all()
     frame = table.to_pandas(split_blocks=True)
@@ -104,8 +139,13 @@ def _json_safe(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def encode_value(value: Any, out_dir: str) -> dict[str, Any]:
-    """A JSON-able description of ``value``; big or typed payloads go to files in ``out_dir``."""
+def encode_value(value: Any, out_dir: str | None, sink: list[Any] | None = None) -> dict[str, Any]:
+    """A JSON-able description of ``value``; big or typed payloads go elsewhere.
+
+    With ``sink`` (a list), they become in-memory buffers appended to it and
+    the description names their index (sent as binary message frames); else
+    they are files in ``out_dir``, named relative to it.
+    """
     mod = type(value).__module__ or ""
     if _json_safe(value):
         enc: dict[str, Any] = {"t": "json", "v": value}
@@ -113,31 +153,43 @@ def encode_value(value: Any, out_dir: str) -> dict[str, Any]:
             enc["tuple"] = True
         return enc
     if isinstance(value, (bytes, bytearray, memoryview)):
+        if sink is not None:
+            return {"t": "bytes", "buf": _sink(sink, bytes(value))}
         return {"t": "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
     if mod.startswith("pandas"):
         import pandas as pd
 
         if isinstance(value, (pd.DataFrame, pd.Series)):
-            return _encode_pandas(value, out_dir)
+            return _encode_pandas(value, out_dir, sink)
     if mod == "numpy":
         import numpy as np
 
         if isinstance(value, np.ndarray) and value.dtype != object:
+            if sink is not None:
+                out = io.BytesIO()
+                np.save(out, value, allow_pickle=False)
+                return {"t": "npy", "buf": _sink(sink, out.getbuffer())}
             name = f"out-{uuid.uuid4().hex}.npy"
-            np.save(os.path.join(out_dir, name), value, allow_pickle=False)
+            np.save(os.path.join(str(out_dir), name), value, allow_pickle=False)
             return {"t": "npy", "path": name}
         if isinstance(value, np.generic):
-            return encode_value(value.item(), out_dir)
+            return encode_value(value.item(), out_dir, sink)
     if isinstance(value, (set, frozenset)) and _json_safe(list(value)):
         return {"t": "json", "v": sorted(value, key=repr), "set": True}
     return {"t": "repr", "v": _safe_repr(value), "type": f"{mod}.{type(value).__qualname__}"}
 
 
-def write_frame(value: Any, path: str) -> dict[str, Any] | None:
+def _sink(sink: list[Any], buf: Any) -> int:
+    sink.append(buf)
+    return len(sink) - 1
+
+
+def write_frame(value: Any, path: Any) -> dict[str, Any] | None:
     """Write a DataFrame or Series as an Arrow IPC file; None when Arrow cannot type its columns.
 
-    Shared by both directions (the notebook binding values, the child
-    submitting them), so both read back the same way with :func:`load_frame`.
+    ``path`` is a file name or a pyarrow output stream.  Shared by both
+    directions (the notebook binding values, the child submitting them), so
+    both read back the same way with :func:`frame_from_buffer`.
     """
     import pandas as pd
     import pyarrow as pa
@@ -148,19 +200,40 @@ def write_frame(value: Any, path: str) -> dict[str, Any] | None:
         table = pa.Table.from_pandas(frame, preserve_index=None)  # a RangeIndex stays metadata, not a column
     except (pa.ArrowException, TypeError, ValueError):  # mixed object columns
         return None
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return {"t": "arrow", "path": path, "kind": "series" if is_series else "dataframe",
-            "series_name": value.name if is_series else None}
+    if isinstance(path, str):
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    else:
+        with pa.ipc.new_file(path, table.schema) as writer:
+            writer.write_table(table)
+    return {"t": "arrow", "path": path if isinstance(path, str) else None,
+            "kind": "series" if is_series else "dataframe", "series_name": value.name if is_series else None}
 
 
-def _encode_pandas(value: Any, out_dir: str) -> dict[str, Any]:
+def frame_bytes(value: Any) -> tuple[dict[str, Any], Any] | None:
+    """``value`` as an in-memory Arrow IPC file: (description, buffer), or None as for :func:`write_frame`."""
+    import pyarrow as pa
+
+    stream = pa.BufferOutputStream()
+    spec = write_frame(value, stream)
+    if spec is None:
+        return None
+    spec.pop("path")
+    return spec, stream.getvalue()
+
+
+def _encode_pandas(value: Any, out_dir: str | None, sink: list[Any] | None) -> dict[str, Any]:
     import pandas as pd
 
-    name = f"out-{uuid.uuid4().hex}.arrow"
-    spec = write_frame(value, os.path.join(out_dir, name))
-    if spec is not None:
-        return {**spec, "path": name}  # the notebook resolves it inside its own run folder
+    if sink is not None:
+        sent = frame_bytes(value)
+        if sent is not None:
+            return {**sent[0], "buf": _sink(sink, sent[1])}
+    else:
+        name = f"out-{uuid.uuid4().hex}.arrow"
+        spec = write_frame(value, os.path.join(str(out_dir), name))
+        if spec is not None:
+            return {**spec, "path": name}  # the notebook resolves it inside its own run folder
     is_series = isinstance(value, pd.Series)
     frame = value.to_frame(name="__value__" if value.name is None else value.name) if is_series else value
     return {"t": "pandas_json", "v": frame.to_json(orient="table", index=True, default_handler=str),

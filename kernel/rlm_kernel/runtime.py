@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codec
+from . import codec, wire
 from .channel import Channel, ChannelError
 
 RESERVED = ("llm_query", "llm_query_batched", "SUBMIT", "FINAL", "FINAL_VAR", "__rlm__")
@@ -26,8 +26,12 @@ class SubmitSignal(BaseException):
 class Runtime:
     def __init__(self, shell: Any, config: dict[str, Any]) -> None:
         self.shell = shell
-        self.channel = Channel(config["channel"])
-        self.out_dir = config["out_dir"]
+        # "wire": the kernel shares no files with the notebook, so requests go over the Jupyter protocol.
+        self.channel: Any = wire.WireChannel(shell.kernel) if config["channel"] == "wire" else Channel(config["channel"])
+        self.out_dir = config.get("out_dir")
+        # Submitted values travel as files in out_dir, or as message buffers where that folder is not
+        # shared or not writable (a remote kernel; the strict sandbox).
+        self.results_by_wire = config.get("results") == "wire"
         self.mode = config.get("mode", "standard")
 
     # -- sub-calls ------------------------------------------------------
@@ -65,11 +69,12 @@ class Runtime:
         if not args and not fields:
             raise TypeError("SUBMIT needs an answer: SUBMIT(answer) or SUBMIT(name=value, ...)")
         payload: dict[str, Any] = {"op": "submit", "fields": {}}
+        sink: list[Any] | None = [] if self.results_by_wire else None
         if args:
-            payload["answer"] = codec.encode_value(args[0], self.out_dir)
+            payload["answer"] = codec.encode_value(args[0], self.out_dir, sink)
         for name, value in fields.items():
-            payload["fields"][name] = codec.encode_value(value, self.out_dir)
-        reply = self.channel.request(payload)
+            payload["fields"][name] = codec.encode_value(value, self.out_dir, sink)
+        reply = self.channel.request(payload, sink)
         if not reply.get("ok"):
             raise RuntimeError(f"SUBMIT was refused: {reply.get('error')}")
         print(f"SUBMIT received ({', '.join(_describe_submit(args, fields))}).")

@@ -190,6 +190,7 @@ class Engine:
             self._run_files.append(sock)
             self.server = await asyncio.start_unix_server(self._serve, path=str(sock))
             self._channel = str(sock)
+            ws.hand_over([sock, *self._bind_files])
         else:  # the kernel cannot see our files: bytes as binary frames, requests over the Jupyter protocol
             self.emit(Notice("the REPL kernel does not share this machine's files; values travel as binary "
                              "frames over the Jupyter protocol", level="info"))

@@ -9,14 +9,16 @@ Two levels:
   marker killed when the workspace closes.  It still runs as the notebook's user, so
   it can read what that user can read, write where that user can write, use
   the network, and signal the notebook process.
-* ``strict``: the same, under bubblewrap: the filesystem is read-only except
-  the run's own folder, ``$HOME``, ``/home``, ``/root``, ``/tmp``, ``/run`` and
-  ``/dev/shm`` are empty, size-limited scratch, there is no network (a fresh network namespace; the Jupyter
-  connection uses Unix sockets in the bound run folder), processes live in
-  their own PID namespace (the notebook's processes are invisible), all
-  capabilities are dropped so limits cannot be raised again, and the working
-  folder is a size-limited tmpfs.  If bubblewrap is missing, ``strict`` fails;
-  it never falls back to less isolation.
+* ``strict``: the same, under bubblewrap: the filesystem is read-only (the
+  run's own folder included), the working folder, ``$HOME``, ``/home``,
+  ``/root``, ``/tmp``, ``/run`` and ``/dev/shm`` are empty, size-limited
+  scratch, there is no network (a fresh network namespace; the Jupyter
+  connection uses Unix sockets in the sandbox's own ``/tmp``, which the
+  notebook reaches through ``/proc/<pid>/root``), processes live in their own
+  PID namespace (the notebook's processes are invisible), all capabilities are
+  dropped so limits cannot be raised again, and a notebook running as root
+  starts the sandbox as ``nobody``, so the process limit holds.  If bubblewrap
+  is missing, ``strict`` fails; it never falls back to less isolation.
 """
 
 from __future__ import annotations
@@ -118,6 +120,58 @@ def _needed_paths(argv0: str, hidden: list[str]) -> list[str]:
 #: Folders strict replaces with empty, size-limited scratch space (plus the user's $HOME).
 HIDDEN = ("/tmp", "/run", "/home", "/root", "/var/tmp", "/mnt", "/media")
 
+#: Where a strict kernel's Jupyter sockets live, inside its own scratch ``/tmp``.  The notebook reaches
+#: them through ``/proc/<pid>/root``, so the run folder can stay read-only to the sandbox.
+SOCKET_DIR = "/tmp/.rlm-jupyter"
+
+#: Run inside the sandbox as root, after bubblewrap has built it: hand the scratch folders to the sandbox
+#: user, let it traverse to the interpreter's re-exposed folders, forbid any later gain of privilege (setuid binaries included), empty the capability bounding set,
+#: become that user (which clears every capability), then start the kernel.
+_DROP_PRIVILEGES = """
+import ctypes, os, sys
+uid, gid = int(sys.argv[1]), int(sys.argv[2])
+for path in sys.argv[3].split(os.pathsep):
+    os.chown(path, uid, gid)
+for path in filter(None, sys.argv[4].split(os.pathsep)):
+    os.chmod(path, 0o755)  # folders bubblewrap made (mode 0700) on the way to a re-exposed one
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+    sys.exit('rlm sandbox: cannot set no_new_privs')
+cap = 0
+while libc.prctl(24, cap, 0, 0, 0) == 0:  # PR_CAPBSET_DROP, until past the last capability
+    cap += 1
+os.setgroups([])
+os.setgid(gid)
+os.setuid(uid)
+os.execvp(sys.argv[5], sys.argv[5:])
+"""
+
+
+def sandbox_ids() -> tuple[int, int] | None:
+    """The unprivileged (uid, gid) a strict REPL runs as when the notebook runs as root; None otherwise.
+
+    The kernel does not apply the process limit to root, so a strict REPL
+    started by root would let a fork bomb grow until the machine stalls.  As
+    ``nobody`` the limit holds.  A non-root notebook's REPL keeps its user (the
+    limit applies to it already).
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        import pwd
+
+        entry = pwd.getpwnam("nobody")
+        return entry.pw_uid, entry.pw_gid
+    except (ImportError, KeyError):
+        return 65534, 65534
+
+
+def as_user(argv: list[str], ids: tuple[int, int] | None) -> list[str]:
+    """``argv`` run as ``ids`` (uid, gid), with no supplementary groups; unchanged for None."""
+    if ids is None:
+        return list(argv)
+    return [sys.executable, "-c", _DROP_PRIVILEGES, str(ids[0]), str(ids[1]), *argv]
+
 
 def bwrap_argv(argv: list[str], *, run_dir: Path, work_dir: Path, limits: Limits) -> list[str]:
     """Wrap a kernel command line in bubblewrap for ``sandbox=strict``."""
@@ -130,29 +184,40 @@ def bwrap_argv(argv: list[str], *, run_dir: Path, work_dir: Path, limits: Limits
         "--die-with-parent", "--new-session",
         "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--hostname", "rlm-sandbox",
-        "--cap-drop", "ALL",
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
     ]
     size = str(limits.work_dir_size or (256 << 20))
-    for path in hidden:  # empty, size-limited scratch in place of every hidden folder
-        if os.path.isdir(path):
-            cmd += ["--size", size, "--tmpfs", path]
-    cmd += ["--size", size, "--tmpfs", "/dev/shm"]
+    scratch = [path for path in hidden if os.path.isdir(path)] + ["/dev/shm"]
+    for path in scratch:  # empty, size-limited scratch in place of every hidden folder
+        cmd += ["--size", size, "--tmpfs", path]
     for secret in ("/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/ssl/private"):
         if os.path.exists(secret):
             cmd += ["--ro-bind", "/dev/null", secret] if os.path.isfile(secret) else ["--tmpfs", secret]
+    traverse: set[str] = set()
     for path in _needed_paths(argv[0], hidden):
-        if any(path.startswith(h + "/") for h in hidden):
+        under = [h for h in hidden if path.startswith(h + "/")]
+        if under:
             cmd += ["--ro-bind", path, path]
-    cmd += ["--bind", str(run_dir), str(run_dir)]
-    if limits.work_dir_size:
-        cmd += ["--size", str(limits.work_dir_size), "--tmpfs", str(work_dir)]
+            parent = os.path.dirname(path)
+            while parent != under[0] and len(parent) > len(under[0]):
+                traverse.add(parent)
+                parent = os.path.dirname(parent)
+    # The run folder (bound values, the connection file, the sub-call socket) is read-only; what the
+    # kernel writes goes to size-limited scratch: the working folder, its sockets' folder in /tmp, and
+    # IPython's folder. Results come back as message buffers, not files.
+    cmd += ["--ro-bind", str(run_dir), str(run_dir), "--size", size, "--tmpfs", str(work_dir), "--dir", SOCKET_DIR]
     # Inside the PID namespace the parent is invisible, so ipykernel's parent poller would quit at once;
     # --die-with-parent does that job instead.
-    cmd += ["--unsetenv", "JPY_PARENT_PID", "--chdir", str(work_dir), "--setenv", "HOME", str(work_dir), "--"]
-    return cmd + list(argv)
+    cmd += ["--unsetenv", "JPY_PARENT_PID", "--chdir", str(work_dir), "--setenv", "HOME", str(work_dir),
+            "--setenv", "IPYTHONDIR", "/tmp/.ipython"]
+    ids = sandbox_ids()
+    if ids is None:  # bubblewrap runs as the notebook's (unprivileged) user; the kernel gets no capabilities
+        return cmd + ["--cap-drop", "ALL", "--"] + list(argv)
+    writable = os.pathsep.join([*scratch, str(work_dir), SOCKET_DIR])
+    return cmd + ["--", sys.executable, "-c", _DROP_PRIVILEGES, str(ids[0]), str(ids[1]), writable,
+                  os.pathsep.join(sorted(traverse))] + list(argv)
 
 
 def descendants(pid: int) -> list[int]:

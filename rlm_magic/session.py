@@ -29,7 +29,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from rlm_kernel.wire import BIND_TARGET, DATA_TARGET, PROMPT_MARK
 
-from .sandbox import MARKER, Limits, bwrap_argv, descendants, kill_marked, kill_pids
+from .sandbox import MARKER, SOCKET_DIR, Limits, bwrap_argv, descendants, kill_marked, kill_pids, sandbox_ids
 
 #: Answers a request the child sent over the protocol (a sub-call batch, a submission).
 RequestHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -210,7 +210,11 @@ class KernelSession:
         wrap = None
         if self.sandbox == "strict":
             wrap = lambda argv: bwrap_argv(argv, run_dir=self.ipc_dir, work_dir=self.cwd, limits=self.limits)  # noqa: E731
-        if self.kernel_name == OWN_KERNEL or wrap is not None:
+        self._inside_ip: str | None = None
+        if wrap is not None:  # sockets in the sandbox's own scratch; reached through /proc/<pid>/root
+            self._inside_ip = f"{SOCKET_DIR}/k"
+            where = {"transport": "ipc", "ip": self._inside_ip}
+        elif self.kernel_name == OWN_KERNEL:
             where = {"transport": "ipc", "ip": str(self.ipc_dir / "k")}
         else:  # a foreign spec may run anywhere (ssh, a container): loopback TCP, as Jupyter itself uses
             where = {"transport": "tcp", "ip": "127.0.0.1"}
@@ -218,8 +222,33 @@ class KernelSession:
                                      connection_file=str(self.ipc_dir / "kernel.json"), **where)
         _live.add(self)
         self._log = open(self.log_path, "ab")  # the child's own stdout/stderr, kept out of the notebook
+        if wrap is not None and (ids := sandbox_ids()) is not None:
+            self.km.write_connection_file()  # the unprivileged sandbox user must read it
+            os.chown(self.km.connection_file, *ids)
         await self.km.start_kernel(cwd=str(self.cwd), env=dict(self.env), stdout=self._log, stderr=self._log)
+        await self._reach_sandbox()
         await self._connect()
+
+    async def _reach_sandbox(self) -> None:
+        """Point the client at the strict kernel's sockets, as seen from outside its mount namespace."""
+        if self._inside_ip is None:
+            return
+        assert self.km is not None
+        proc = self.km.provisioner.process  # type: ignore[union-attr]
+        ours = os.readlink("/proc/self/ns/mnt")
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            for pid in descendants(proc.pid):
+                try:
+                    inside = os.readlink(f"/proc/{pid}/ns/mnt") != ours
+                except OSError:
+                    continue
+                if inside:
+                    self.km.ip = f"/proc/{pid}/root{self._inside_ip}"
+                    return
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the sandboxed kernel did not start:\n{self.log_tail()}")
+            await asyncio.sleep(0.005)
 
     def log_tail(self, chars: int = 2_000) -> str:
         try:
@@ -247,8 +276,11 @@ class KernelSession:
             self.kc.stop_channels()
         proc = getattr(getattr(self.km, "provisioner", None), "process", None)
         tree = descendants(proc.pid) if proc is not None else []
+        if self._inside_ip is not None:
+            self.km.ip = self._inside_ip  # the new kernel binds where the connection file says
         await self.km.restart_kernel(now=True)
         kill_pids(tree)
+        await self._reach_sandbox()
         await self._connect()
 
     async def shutdown(self) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import transport
-from .sandbox import Limits
+from .sandbox import Limits, sandbox_ids
 from .session import OWN_KERNEL, KernelSession, child_env
 
 _ids = itertools.count(1)
@@ -142,6 +142,9 @@ class Workspace:
         self.run_dir = transport.make_run_dir()
         self.work_dir = self.run_dir / "work"
         self.work_dir.mkdir()
+        #: Who the strict sandbox runs as, when not the notebook's user: it must read the run folder.
+        self.owner = sandbox_ids() if spec.sandbox == "strict" else None
+        self.hand_over([self.run_dir, self.work_dir])
         env = dict(spec.env, IPYTHONDIR=str(self.run_dir / "ipython"))
         self.kernel = KernelSession(kernel_name=spec.kernel, cwd=self.work_dir, env=env, ipc_dir=self.run_dir,
                                     interrupt_grace=interrupt_grace, sandbox=spec.sandbox, limits=spec.limits,
@@ -165,6 +168,12 @@ class Workspace:
             raise
         self.started_at = time.monotonic()
         return self
+
+    def hand_over(self, paths: list[Path]) -> None:
+        """Let the sandbox's own user reach files the notebook made for it (only where that user differs)."""
+        if self.owner is not None:
+            for path in paths:
+                os.chown(path, *self.owner)
 
     async def _sees_our_files(self) -> bool:
         """Probe: can the kernel read a file we just wrote?  A remote kernel (ssh, a container) cannot."""
@@ -199,7 +208,8 @@ class Workspace:
         for key, buffers in (sent or {}).items():
             self.kernel.send_values(key, buffers)
         config = {"channel": channel, "out_dir": str(self.run_dir) if self.shared else None,
-                  "results": "files" if self.shared else "wire", "mode": mode, "bindings": bindings,
+                  # strict's run folder is read-only to the kernel, so results come back as message buffers
+                  "results": "files" if self.shared and self.spec.sandbox != "strict" else "wire", "mode": mode, "bindings": bindings,
                   "limits": self.spec.limits.for_child(extra_memory=2 * bound_bytes)}
         await self.kernel.run_quiet(_import_code(self.shared) + _install_code(config))
 

@@ -200,7 +200,7 @@ class Engine:
                 self.bind_specs.append(spec_)
                 self._sent[spec_["wire"]] = buffers
             self._channel = "wire"
-            self.kernel.on_request = self._handle
+            self.kernel.wire.on_request = self._handle
         if self.session is not None and self.session.history:
             variables = {k: v for k, v in (await ws.variables()).items() if k not in bindings}
             listed = "\n".join(f"- {k}: {v}" for k, v in sorted(variables.items())) or "- (none)"
@@ -240,8 +240,8 @@ class Engine:
             path.unlink(missing_ok=True)
         self._sent.clear()
         if self.kernel is not None:
-            self.kernel.on_request = None
-            self.kernel.forget_received()
+            self.kernel.wire.on_request = None
+            self.kernel.wire.forget()
         ws = self.workspace
         if ws is not None and self.session is None:
             await ws.close()
@@ -412,7 +412,7 @@ class Engine:
         folder = self.run_dir if self.workspace.shared else None
         notes: list[str] = []
         try:
-            buffers = await self.kernel.received(str(req["data"])) if req.get("data") else None
+            buffers = await self.kernel.wire.received(str(req["data"])) if req.get("data") else None
             answer = None
             if "answer" in req:
                 answer, note = transport.read_value(req["answer"], folder, buffers)

@@ -195,15 +195,15 @@ def bwrap_argv(argv: list[str], *, run_dir: Path, work_dir: Path, limits: Limits
     for secret in ("/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/ssl/private"):
         if os.path.exists(secret):
             cmd += ["--ro-bind", "/dev/null", secret] if os.path.isfile(secret) else ["--tmpfs", secret]
-    traverse: set[str] = set()
-    for path in _needed_paths(argv[0], hidden):
-        under = [h for h in hidden if path.startswith(h + "/")]
-        if under:
-            cmd += ["--ro-bind", path, path]
-            parent = os.path.dirname(path)
-            while parent != under[0] and len(parent) > len(under[0]):
+    exposed = [path for path in _needed_paths(argv[0], hidden) if any(path.startswith(h + "/") for h in hidden)]
+    traverse: set[str] = set()  # folders bubblewrap creates on the way to them (not inside another one)
+    for path in exposed:
+        cmd += ["--ro-bind", path, path]
+        parent = os.path.dirname(path)
+        while parent not in hidden and parent != "/":
+            if not any(parent == e or parent.startswith(e + "/") for e in exposed):
                 traverse.add(parent)
-                parent = os.path.dirname(parent)
+            parent = os.path.dirname(parent)
     # The run folder (bound values, the connection file, the sub-call socket) is read-only; what the
     # kernel writes goes to size-limited scratch: the working folder, its sockets' folder in /tmp, and
     # IPython's folder. Results come back as message buffers, not files.

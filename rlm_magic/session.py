@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import os
 import re
 import sys
@@ -19,20 +18,13 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
-import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
-import zmq
-import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
-from rlm_kernel.wire import BIND_TARGET, DATA_TARGET, PROMPT_MARK
-
 from .sandbox import MARKER, SOCKET_DIR, Limits, bwrap_argv, descendants, kill_marked, kill_pids, sandbox_ids
-
-#: Answers a request the child sent over the protocol (a sub-call batch, a submission).
-RequestHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+from .wire import WireLink
 
 #: Name of the spec rlm_magic builds for the notebook's own interpreter.
 OWN_KERNEL = "rlm-python"
@@ -197,11 +189,8 @@ class KernelSession:
         self.km: AsyncKernelManager | None = None
         self.kc: Any = None
         self.restarts = 0
-        #: Set while a run uses the protocol for requests (a kernel that shares no files with us).
-        self.on_request: RequestHandler | None = None
-        self._inbox: dict[str, tuple[dict[str, Any], list[Any]]] = {}  # comm buffers the child sent
-        self._inbox_waiters: dict[str, asyncio.Future[None]] = {}
-        self._data_comms: set[str] = set()
+        #: Values and requests that travel as Jupyter messages rather than files and sockets.
+        self.wire = WireLink(self)
 
     # -- lifecycle ------------------------------------------------------
     async def start(self) -> None:
@@ -333,8 +322,8 @@ class KernelSession:
         cap = OutputCap(max_output_chars)
         res = ExecResult()
         started = time.monotonic()
-        wire = self.on_request is not None
-        msg_id = self.kc.execute(code, store_history=True, allow_stdin=wire, stop_on_error=False)
+        stdin = self.wire.on_request is not None  # requests come over stdin: answer them while the code runs
+        msg_id = self.kc.execute(code, store_history=True, allow_stdin=stdin, stop_on_error=False)
         deadline = None if timeout is None else started + timeout
         interrupted_at: float | None = None
         requests: set[asyncio.Task[None]] = set()
@@ -351,7 +340,7 @@ class KernelSession:
                     break
                 wait = 0.5 if deadline is None else max(0.01, min(0.5, (deadline if interrupted_at is None else interrupted_at + self.interrupt_grace) - now))
                 try:
-                    channel, msg = await self._next_message(wait, stdin=wire)
+                    channel, msg = await self.wire.next_message(wait, stdin=stdin)
                 except (Empty, asyncio.TimeoutError):
                     if not await self.km.is_alive():
                         res.died = True
@@ -359,9 +348,9 @@ class KernelSession:
                         break
                     continue
                 if channel == "stdin":
-                    self._on_stdin(msg, requests)
+                    self.wire.on_stdin(msg, requests)
                     continue
-                if self._take_data(msg):
+                if self.wire.take_data(msg):
                     continue
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
@@ -408,86 +397,6 @@ class KernelSession:
                     return
         except (Empty, asyncio.TimeoutError):
             return
-
-    async def _next_message(self, wait: float, *, stdin: bool) -> tuple[str, dict[str, Any]]:
-        """The next iopub message, or (when requests come over the protocol) stdin message."""
-        if not stdin:
-            return "iopub", await self.kc.get_iopub_msg(timeout=wait)
-        for name, channel in (("stdin", self.kc.stdin_channel), ("iopub", self.kc.iopub_channel)):
-            if await channel.msg_ready():
-                return name, await channel.get_msg(timeout=0)
-        poller = zmq.asyncio.Poller()
-        poller.register(self.kc.iopub_channel.socket, zmq.POLLIN)
-        poller.register(self.kc.stdin_channel.socket, zmq.POLLIN)
-        ready = dict(await poller.poll(int(wait * 1000)))
-        if self.kc.stdin_channel.socket in ready:
-            return "stdin", await self.kc.stdin_channel.get_msg(timeout=0)
-        if self.kc.iopub_channel.socket in ready:
-            return "iopub", await self.kc.iopub_channel.get_msg(timeout=0)
-        raise Empty
-
-    def _on_stdin(self, msg: dict[str, Any], requests: set[asyncio.Task[None]]) -> None:
-        if msg.get("msg_type") != "input_request":
-            return
-        prompt = str(msg["content"].get("prompt", ""))
-        if not prompt.startswith(PROMPT_MARK) or self.on_request is None:
-            self.kc.input("\x04")  # model code called input(): there is nobody to type, so end of file
-            return
-        for task in requests:  # the child waits for one request at a time; an older one was given up
-            task.cancel()
-        requests.clear()
-        task = asyncio.ensure_future(self._answer(prompt[len(PROMPT_MARK):], self.on_request))
-        requests.add(task)
-        task.add_done_callback(requests.discard)
-
-    async def _answer(self, text: str, handler: RequestHandler) -> None:
-        try:
-            req = json.loads(text)
-            if not isinstance(req, dict):
-                raise ValueError
-        except ValueError:
-            reply: dict[str, Any] = {"ok": False, "error": "malformed request"}
-            req = {}
-        else:
-            reply = await handler(req)
-        self.kc.input(json.dumps({**reply, "id": req.get("id")}, ensure_ascii=False))
-
-    def _take_data(self, msg: dict[str, Any]) -> bool:
-        """Keep the buffers of a value the child sent (any parent: it may come from a thread)."""
-        kind, content = msg.get("msg_type"), msg.get("content") or {}
-        if kind == "comm_close" and content.get("comm_id") in self._data_comms:
-            self._data_comms.discard(content.get("comm_id"))
-            return True
-        if kind != "comm_open" or content.get("target_name") != DATA_TARGET:
-            return False
-        key = str((msg["content"].get("data") or {}).get("id"))
-        self._data_comms.add(msg["content"].get("comm_id"))
-        self._inbox[key] = (msg["content"].get("data") or {}, list(msg.get("buffers") or []))
-        waiter = self._inbox_waiters.pop(key, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        return True
-
-    async def received(self, key: str, timeout: float = 60.0) -> list[Any]:
-        """The buffers the child sent under ``key``; they may still be on their way when its request arrives."""
-        if key not in self._inbox:
-            waiter = self._inbox_waiters.setdefault(key, asyncio.get_running_loop().create_future())
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        return self._inbox.pop(key)[1]
-
-    def forget_received(self) -> None:
-        """Drop values nobody asked for (a submission that failed half-way); called when a run ends."""
-        self._inbox.clear()
-        for waiter in self._inbox_waiters.values():
-            waiter.cancel()
-        self._inbox_waiters.clear()
-
-    def send_values(self, key: str, buffers: list[Any]) -> None:
-        """Hand the child a value as binary frames (a comm_open it parks until the bootstrap loads it)."""
-        assert self.kc is not None
-        content = {"comm_id": uuid.uuid4().hex, "target_name": BIND_TARGET, "data": {"id": key}}
-        msg = self.kc.session.msg("comm_open", content)
-        self.kc.session.send(self.kc.shell_channel.socket, msg, buffers=buffers)
 
     async def run_quiet(self, code: str, timeout: float = 120.0) -> ExecResult:
         """Run harness code (bootstrap, rebinding); raise if it fails."""

@@ -19,7 +19,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rlm_kernel.codec import writable_copy, frame_bytes, frame_from_buffer, load_frame, series_or_frame, write_frame
+from rlm_kernel.codec import (
+    frame_from_buffer,
+    in_memory,
+    load_frame,
+    load_table,
+    read_table,
+    series_or_frame,
+    writable_copy,
+    write_frame,
+    write_table,
+)
 
 
 def make_run_dir() -> Path:
@@ -50,6 +60,8 @@ def write_binding(name: str, value: Any, folder: Path) -> dict[str, Any]:
             spec = write_frame(value, str(stem.with_suffix(".arrow")))
             if spec is not None:
                 return {"name": name, **spec}
+    if mod.startswith("pyarrow") and (spec := write_table(value, str(stem.with_suffix(".arrow")))) is not None:
+        return {"name": name, **spec, "path": str(stem.with_suffix(".arrow"))}
     if isinstance(value, str):
         path = stem.with_suffix(".txt")
         with open(path, "w", encoding="utf-8", newline="") as fh:
@@ -88,9 +100,11 @@ def send_binding(name: str, value: Any) -> tuple[dict[str, Any], list[Any]]:
         import pandas as pd
 
         if isinstance(value, (pd.DataFrame, pd.Series)):
-            sent = frame_bytes(value)
+            sent = in_memory(write_frame, value)
             if sent is not None:
                 return {**spec, **sent[0]}, [sent[1]]
+    if (type(value).__module__ or "").startswith("pyarrow") and (sent := in_memory(write_table, value)) is not None:
+        return {**spec, **sent[0]}, [sent[1]]
     if isinstance(value, str):
         return {**spec, "t": "text"}, [value.encode("utf-8")]
     if isinstance(value, (bytes, bytearray)):
@@ -121,6 +135,14 @@ def read_value(enc: dict[str, Any], folder: Path | None, buffers: list[Any] | No
         return value, None
     if kind == "bytes":
         return base64.b64decode(enc["v"]), None
+    if kind == "arrow_table":
+        if folder is None:
+            raise ValueError("the child named a result file, but this run shares no folder with it")
+        path = _inside(folder, enc["path"])
+        try:
+            return load_table(str(path), enc), None  # mapped, not copied
+        finally:
+            path.unlink(missing_ok=True)
     if kind in ("arrow", "npy"):
         if folder is None:
             raise ValueError("the child named a result file, but this run shares no folder with it")
@@ -158,6 +180,8 @@ def _read_buffer(kind: Any, enc: dict[str, Any], buf: Any) -> Any:
         return np.load(io.BytesIO(buf), allow_pickle=False)
     if kind == "arrow":
         return series_or_frame(frame_from_buffer(writable_copy(buf)), enc)
+    if kind == "arrow_table":
+        return read_table(bytes(buf), enc)
     raise ValueError(f"unknown value encoding {kind!r} for a buffer")
 
 

@@ -206,7 +206,7 @@ class Workspace:
             await self.kernel.run_quiet(_import_code(self.shared))
             self._imported = self.kernel.restarts
         for key, buffers in (sent or {}).items():
-            self.kernel.send_values(key, buffers)
+            self.kernel.wire.send_values(key, buffers)
         config = {"channel": channel, "out_dir": str(self.run_dir) if self.shared else None,
                   # strict's run folder is read-only to the kernel, so results come back as message buffers
                   "results": "files" if self.shared and self.spec.sandbox != "strict" else "wire", "mode": mode, "bindings": bindings,

@@ -18,22 +18,32 @@ import pandas as pd
 import pytest
 
 import rlm_kernel
+from rlm_magic import transport
 from rlm_magic.scripted import Reply, code_reply
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None and not os.environ.get("CI"),
                                 reason="the remote-kernel stand-in needs bubblewrap (apt-get install bubblewrap)")
 
 LAUNCHER = Path(__file__).parent / "files" / "remote_kernel.py"
+
+
+def make_run_dir_base() -> str:
+    """A run folder like the ones rlm_magic makes (the stand-in hides the folder they live in)."""
+    path = transport.make_run_dir()
+    transport.remove_dir(path)
+    assert not sys.executable.startswith(os.path.dirname(str(path)) + "/"), "hiding run folders would hide Python"
+    return str(path)
 PKG = os.path.dirname(os.path.abspath(rlm_kernel.__file__))
 
 
 @pytest.fixture
 def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Install the stand-in as a kernelspec named ``rlm-remote-test``; returns its name."""
+    runs_in = os.path.dirname(make_run_dir_base())
     spec_dir = tmp_path / "jupyter" / "kernels" / "rlm-remote-test"
     spec_dir.mkdir(parents=True)
     (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, str(LAUNCHER), "{connection_file}", PKG],
+        "argv": [sys.executable, str(LAUNCHER), "{connection_file}", runs_in, PKG],
         "display_name": "remote stand-in", "language": "python", "interrupt_mode": "message",
     }))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
@@ -60,7 +70,7 @@ def test_values_requests_and_results_travel_as_frames(make_rlm, server, remote) 
         code_reply("print(frame.x.iloc[0], arr[0])\n"
                    "SUBMIT(answer='done', top=frame.head(3), arr=arr[:4], raw=b'\\x00\\x01', n=np.int64(3))"),
     )
-    server.add("sub", "A", "B", "C")
+    server.set_handler("sub", lambda req: {"one": "A", "two": "B", "three": "C"}[req.prompt])
     res = make_rlm(kernel=remote).run("q", frame=frame, series=series, text=text, blob=blob, arr=arr)
     assert res.status == "finished", res.error
     first = res.turns[0].code[0].output.splitlines()
@@ -76,7 +86,17 @@ def test_values_requests_and_results_travel_as_frames(make_rlm, server, remote) 
     assert res.fields["arr"].tolist() == [7, 1, 2, 3]
     assert res.fields["raw"] == b"\x00\x01" and res.fields["n"] == 3
     assert frame.x.iloc[0] == 0.0 and arr[0] == 0  # the notebook's own values are untouched
-    assert [c.prompt for c in res.calls if c.role == "sub"] == ["one", "two", "three"]
+    assert sorted(c.prompt for c in res.calls if c.role == "sub") == ["one", "three", "two"]
+
+
+def test_arrow_tables_travel_as_frames(make_rlm, server, remote) -> None:
+    import pyarrow as pa
+
+    table = pa.table({"a": [1, 2, 3], "s": ["x", None, "z"]})
+    server.add("root", code_reply("print(type(table).__name__, table.num_rows)\nSUBMIT(t=table.slice(1))"))
+    res = make_rlm(kernel=remote).run("q", table=table)
+    assert res.turns[0].code[0].output.split()[:2] == ["Table", "3"]
+    assert res.fields["t"].equals(table.slice(1))
 
 
 def test_no_value_is_pasted_into_code(make_rlm, server, remote) -> None:

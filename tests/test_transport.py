@@ -89,3 +89,23 @@ def test_root_prompt_size_does_not_depend_on_the_context_size(make_rlm, server) 
     assert digits(first_small) == digits(first_big)
     sizes = [sum(len(m["content"]) for m in msgs) for msgs in (first_small, first_big)]
     assert abs(sizes[0] - sizes[1]) < 100 and max(sizes) < 6_000
+
+
+def test_arrow_tables_cross_mapped_both_ways(make_rlm, server) -> None:
+    """pyarrow Tables and RecordBatches bind as Arrow IPC (mapped, no pickle) and come back as themselves."""
+    import pyarrow as pa
+
+    rows = 50_000_000  # one int64 column: 400 MB
+    table = pa.table({"a": np.arange(rows, dtype="int64")})
+    batch = pa.record_batch({"b": [1, 2, 3], "s": ["x", None, "z"]})
+    server.add("root", code_reply(
+        f"held = {ANON}\n"
+        "print(type(table).__name__, type(batch).__name__, table.num_rows, held)\n"
+        "SUBMIT(head=table.slice(0, 4), batch=batch, empty=batch.slice(0, 0))"))
+    res = make_rlm().run("q", table=table, batch=batch)
+    kind, bkind, n, held = res.turns[0].code[0].output.split()[:4]
+    assert (kind, bkind, int(n)) == ("Table", "RecordBatch", rows)
+    assert int(held) < 400e6 / 2, "the REPL holds a private copy of the table"
+    assert res.fields["head"].equals(table.slice(0, 4))
+    assert isinstance(res.fields["batch"], pa.RecordBatch) and res.fields["batch"].equals(batch)
+    assert res.fields["empty"].num_rows == 0 and res.fields["empty"].schema == batch.schema

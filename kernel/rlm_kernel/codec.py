@@ -31,6 +31,8 @@ def load_binding(spec: dict[str, Any]) -> Any:
     path = spec.get("path")
     if kind == "arrow":
         return series_or_frame(load_frame(path), spec)
+    if kind == "arrow_table":
+        return load_table(path, spec)
     if kind == "text":  # decoded straight from the mapping: the str is the only copy
         with open(path, "rb") as fh:
             if os.fstat(fh.fileno()).st_size == 0:
@@ -51,6 +53,8 @@ def _load_sent(kind: str, spec: dict[str, Any], buffers: list[Any]) -> Any:
     """A bound value from message buffers; each is copied once, into memory the REPL may change."""
     if kind == "arrow":
         return series_or_frame(frame_from_buffer(writable_copy(buffers[0])), spec)
+    if kind == "arrow_table":
+        return read_table(writable_copy(buffers[0]), spec)
     if kind == "text":
         return str(buffers[0], "utf-8")
     if kind == "bytes":
@@ -68,6 +72,42 @@ def writable_copy(buf: Any) -> Any:
     mapping = mmap.mmap(-1, view.nbytes)
     mapping[:] = view
     return mapping
+
+
+def write_table(value: Any, path: Any) -> dict[str, Any] | None:
+    """Write a pyarrow Table or RecordBatch as an Arrow IPC file (a name or a stream); None for other values."""
+    import sys
+
+    pa = sys.modules.get("pyarrow")
+    if pa is None or not isinstance(value, (pa.Table, pa.RecordBatch)):
+        return None
+    _write_ipc(pa, value, path)
+    return {"t": "arrow_table", "batch": isinstance(value, pa.RecordBatch)}
+
+
+def load_table(path: str, spec: dict[str, Any]) -> Any:
+    """The Table (or RecordBatch) in an Arrow IPC file, over a mapping of it (pyarrow does not copy)."""
+    import pyarrow as pa
+
+    return table_or_batch(pa.ipc.open_file(pa.memory_map(path)).read_all(), spec)
+
+
+def read_table(buf: Any, spec: dict[str, Any]) -> Any:
+    """The Table (or RecordBatch) in an Arrow IPC file held in memory, sharing that memory."""
+    import pyarrow as pa
+
+    return table_or_batch(pa.ipc.open_file(pa.BufferReader(pa.py_buffer(buf))).read_all(), spec)
+
+
+def table_or_batch(table: Any, spec: dict[str, Any]) -> Any:
+    if not spec.get("batch"):
+        return table
+    batches = table.combine_chunks().to_batches()  # one batch was written: nothing to combine
+    if batches:
+        return batches[0]
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 def series_or_frame(frame: Any, spec: dict[str, Any]) -> Any:
@@ -161,6 +201,10 @@ def encode_value(value: Any, out_dir: str | None, sink: list[Any] | None = None)
 
         if isinstance(value, (pd.DataFrame, pd.Series)):
             return _encode_pandas(value, out_dir, sink)
+    if mod.startswith("pyarrow"):
+        enc = _to_arrow(write_table, value, out_dir, sink)
+        if enc is not None:
+            return enc
     if mod == "numpy":
         import numpy as np
 
@@ -189,7 +233,7 @@ def write_frame(value: Any, path: Any) -> dict[str, Any] | None:
 
     ``path`` is a file name or a pyarrow output stream.  Shared by both
     directions (the notebook binding values, the child submitting them), so
-    both read back the same way with :func:`frame_from_buffer`.
+    both read back the same way with :func:`frame_from_buffer`.  (:func:`in_memory` writes into memory.)
     """
     import pandas as pd
     import pyarrow as pa
@@ -200,40 +244,49 @@ def write_frame(value: Any, path: Any) -> dict[str, Any] | None:
         table = pa.Table.from_pandas(frame, preserve_index=None)  # a RangeIndex stays metadata, not a column
     except (pa.ArrowException, TypeError, ValueError):  # mixed object columns
         return None
-    if isinstance(path, str):
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-    else:
-        with pa.ipc.new_file(path, table.schema) as writer:
-            writer.write_table(table)
+    _write_ipc(pa, table, path)
     return {"t": "arrow", "path": path if isinstance(path, str) else None,
             "kind": "series" if is_series else "dataframe", "series_name": value.name if is_series else None}
 
 
-def frame_bytes(value: Any) -> tuple[dict[str, Any], Any] | None:
-    """``value`` as an in-memory Arrow IPC file: (description, buffer), or None as for :func:`write_frame`."""
+def _write_ipc(pa: Any, data: Any, path: Any) -> None:
+    """An Arrow IPC file holding ``data`` (a Table or RecordBatch), at a file name or into a stream."""
+    if isinstance(path, str):
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
+            writer.write(data)
+    else:
+        with pa.ipc.new_file(path, data.schema) as writer:
+            writer.write(data)
+
+
+def in_memory(writer: Any, value: Any) -> tuple[dict[str, Any], Any] | None:
+    """``writer`` (:func:`write_frame` or :func:`write_table`) into memory: (description, buffer), or None."""
     import pyarrow as pa
 
     stream = pa.BufferOutputStream()
-    spec = write_frame(value, stream)
+    spec = writer(value, stream)
     if spec is None:
         return None
-    spec.pop("path")
+    spec.pop("path", None)
     return spec, stream.getvalue()
+
+
+def _to_arrow(writer: Any, value: Any, out_dir: str | None, sink: list[Any] | None) -> dict[str, Any] | None:
+    """A result as Arrow IPC: a buffer in ``sink``, else a file in ``out_dir``; None when Arrow cannot hold it."""
+    if sink is not None:
+        sent = in_memory(writer, value)
+        return None if sent is None else {**sent[0], "buf": _sink(sink, sent[1])}
+    name = f"out-{uuid.uuid4().hex}.arrow"
+    spec = writer(value, os.path.join(str(out_dir), name))
+    return None if spec is None else {**spec, "path": name}  # the notebook resolves it inside its run folder
 
 
 def _encode_pandas(value: Any, out_dir: str | None, sink: list[Any] | None) -> dict[str, Any]:
     import pandas as pd
 
-    if sink is not None:
-        sent = frame_bytes(value)
-        if sent is not None:
-            return {**sent[0], "buf": _sink(sink, sent[1])}
-    else:
-        name = f"out-{uuid.uuid4().hex}.arrow"
-        spec = write_frame(value, os.path.join(str(out_dir), name))
-        if spec is not None:
-            return {**spec, "path": name}  # the notebook resolves it inside its own run folder
+    enc = _to_arrow(write_frame, value, out_dir, sink)
+    if enc is not None:
+        return enc
     is_series = isinstance(value, pd.Series)
     frame = value.to_frame(name="__value__" if value.name is None else value.name) if is_series else value
     return {"t": "pandas_json", "v": frame.to_json(orient="table", index=True, default_handler=str),

@@ -19,6 +19,7 @@ import pytest
 
 import rlm_kernel
 from rlm_magic import transport
+from rlm_magic.events import Notice
 from rlm_magic.scripted import Reply, code_reply
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None and not os.environ.get("CI"),
@@ -104,7 +105,11 @@ def test_no_value_is_pasted_into_code(make_rlm, server, remote) -> None:
     big = "z" * 5_000_000
     server.add("root", code_reply("print(len(big))"),
                code_reply("SUBMIT(max(len(c) for c in _ih))"))
-    res = make_rlm(kernel=remote).run("q", big=big)
+    rlm = make_rlm(kernel=remote)
+    notices = []
+    rlm.subscribe(lambda ev: notices.append(ev.text) if isinstance(ev, Notice) else None)
+    res = rlm.run("q", big=big)
+    assert any("binary frames over the Jupyter protocol" in n for n in notices), notices  # the view says so
     assert res.turns[0].code[0].output.strip() == "5000000"
     assert res.answer < 200_000  # the largest cell run: the bootstrap with the package's source
 

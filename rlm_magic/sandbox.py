@@ -166,13 +166,6 @@ def sandbox_ids() -> tuple[int, int] | None:
         return 65534, 65534
 
 
-def as_user(argv: list[str], ids: tuple[int, int] | None) -> list[str]:
-    """``argv`` run as ``ids`` (uid, gid), with no supplementary groups; unchanged for None."""
-    if ids is None:
-        return list(argv)
-    return [sys.executable, "-c", _DROP_PRIVILEGES, str(ids[0]), str(ids[1]), *argv]
-
-
 def bwrap_argv(argv: list[str], *, run_dir: Path, work_dir: Path, limits: Limits) -> list[str]:
     """Wrap a kernel command line in bubblewrap for ``sandbox=strict``."""
     hidden = list(HIDDEN)

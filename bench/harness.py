@@ -175,11 +175,13 @@ class Harness:
 
 
 def cold_start(h: Harness) -> dict[str, float]:
-    """run() call -> CodeFinished of turn 1, with no warm kernel (a kernel is started for the run)."""
+    """run() call -> TurnStarted and CodeFinished of turn 1, with no warm kernel (one is started for the run,
+    alongside the first model call)."""
     Harness.settle(0.2)
     rec = h.run([code_reply("print('hello from the REPL')"), code_reply("SUBMIT(1)")], {"context": "tiny"},
                 warm_kernels=False)
-    return {"to_first_code": rec.first(CodeFinished, turn=1) - rec.called}
+    return {"to_first_code": rec.first(CodeFinished, turn=1) - rec.called,
+            "call_to_turn": rec.first(TurnStarted, turn=1) - rec.called}
 
 
 def warm_start(h: Harness) -> dict[str, float]:

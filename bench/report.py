@@ -181,10 +181,13 @@ def rows(d: Derived) -> list[tuple[str, str, str, str, str, str]]:
     add(("Physical: raw HTTP round trip to the scripted model (stdlib client)", NA, ms(d.http), "—", "1×", NA))
 
     # start-up
+    cold_turn = d.field("cold", "call_to_turn")
+    add(("Cold start: `run()` → first TurnStarted (warm_kernels=False; the kernel starts alongside the model call)",
+         "report", ms(cold_turn), "—", "—", NA))
     cold = d.field("cold", "to_first_code")
-    add(("Cold start: `run()` → first CodeFinished (warm_kernels=False)", "report", sec(cold),
-         f"{sec(start_imp)} (kernel start + imports)", times(cold / start_imp if cold and start_imp else None),
-         NA if cold is not None else FAIL))
+    add(("Cold start: `run()` → first CodeFinished (warm_kernels=False), the first executed turn", "≤ 0.6 s", sec(cold),
+         f"{sec(start_imp)} (kernel start + imports, stock ready check)",
+         times(cold / start_imp if cold and start_imp else None), verdict(None if cold is None else cold <= 0.6)))
     warm_code = d.field("warm", "to_first_code")
     phys = (d.rtt or 0) + (d.http or 0) if d.rtt and d.http else None
     parts = f" (model call {ms(d.field('warm', 'model_latency'))}, execute {ms(d.field('warm', 'execute'))})" \
@@ -382,6 +385,9 @@ def dspy_table(d: Derived) -> str:
 def readme_table(d: Derived) -> str:
     sizes = d.sizes
     body = []
+    cold_turn, cold_code = d.field("cold", "call_to_turn"), d.field("cold", "to_first_code")
+    body.append(("Cold start, no spare kernel (`run()` → first turn / → first code result)",
+                 f"{ms(cold_turn)} / {sec(cold_code)}"))
     warm_turn, warm_code = d.field("warm", "run_started_to_turn"), d.field("warm", "to_first_code")
     body.append(("Start with a warm kernel (RunStarted → first turn / → first code result)",
                  f"{ms(warm_turn)} / {ms(warm_code)}"))

@@ -36,7 +36,7 @@ from .extract import parse_reply
 from .models import ModelClient, ModelOptions, check_fits, context_window
 from .result import CodeRun, LLMCall, RLMResult, Turn
 from .sandbox import Limits
-from .session import ExecResult, KernelSession
+from .session import OWN_KERNEL, ExecResult, KernelSession
 from .workspace import POOL, SESSIONS, Session, Workspace, end_session, make_spec
 
 Emit = Callable[[Event], None]
@@ -124,6 +124,7 @@ class Engine:
         self._cache: dict[tuple[str, str], asyncio.Future[LLMCall]] = {}
         self._batches = 0
         self._fatal: BaseException | None = None  # raised by the loop once the current block ends
+        self._starting: asyncio.Future[None] | None = None  # a cold kernel starting during the first model call
 
     # ------------------------------------------------------------------
     async def run(self, question: str, bindings: dict[str, Any]) -> RLMResult:
@@ -172,10 +173,17 @@ class Engine:
         if cfg.session:
             self.session = await self._session_workspace(cfg.session, spec)
             self.workspace = self.session.workspace
-        elif cfg.warm_kernels:
-            self.workspace, warm = await POOL.acquire(spec)
         else:
-            self.workspace = await Workspace(spec).start()
+            # Our own interpreter is known to share this machine's files, so values can be written before
+            # its kernel is up, and a cold start runs alongside the first model call. A foreign spec is
+            # started (and probed) first.
+            wait = spec.kernel != OWN_KERNEL
+            if cfg.warm_kernels:
+                self.workspace = (await POOL.acquire(spec, wait=wait))[0]
+            else:
+                self.workspace = Workspace(spec)
+                if wait:
+                    await self.workspace.start()
         ws = self.workspace
         ws.runs += 1
         self.run_dir = ws.run_dir
@@ -206,10 +214,24 @@ class Engine:
             listed = "\n".join(f"- {k}: {v}" for k, v in sorted(variables.items())) or "- (none)"
             earlier = (f"{listed}\n\nEarlier questions in this session and their answers:\n"
                        f"{self.session.describe_history()}")
-        await self._bootstrap()
+        if ws.started_at is None:
+            self._starting = asyncio.ensure_future(self._start_kernel())
+        else:
+            await self._bootstrap()
         # The binding files stay until the run ends: a replaced kernel loads them again. (Mapped pages are
         # shared with the child, so keeping them costs no extra memory.)
         return earlier
+
+    async def _start_kernel(self) -> None:
+        assert self.workspace is not None
+        await self.workspace.start()
+        await self._bootstrap()
+
+    async def _kernel_ready(self) -> None:
+        """Wait for a kernel started alongside the first model call; its failure surfaces here."""
+        if self._starting is not None:
+            starting, self._starting = self._starting, None
+            await starting
 
     async def _session_workspace(self, name: str, spec: Any) -> Session:
         session = SESSIONS.get(name)
@@ -232,6 +254,12 @@ class Engine:
                                      bound_bytes=self._bound_bytes, sent=self._sent)
 
     async def _stop(self) -> None:
+        if self._starting is not None:  # the run ended before it needed the kernel
+            self._starting.cancel()
+            try:
+                await self._starting
+            except BaseException:  # noqa: BLE001 - cancelled or failed; the workspace is closed below
+                pass
         if self.server is not None:
             self.server.close()
         for fut in self._cache.values():
@@ -338,6 +366,7 @@ class Engine:
     async def _execute(self, turn: Turn, block: int, code: str) -> tuple[CodeRun, str | None]:
         """Run one block and record it in ``turn``; returns the record and, when the kernel was replaced, why."""
         assert self.kernel is not None
+        await self._kernel_ready()
         self.emit(CodeStarted(turn.index, block, code))
         before = self.submission
         ex: ExecResult = await self.kernel.execute(code, timeout=self.config.timeout,
@@ -368,6 +397,7 @@ class Engine:
 
     async def _final_var(self, name: str) -> None:
         assert self.kernel is not None
+        await self._kernel_ready()
         await self.kernel.execute(f"__rlm__.final_var({name!r})", timeout=30, max_output_chars=2_000)
 
     # ------------------------------------------------------------------

@@ -245,8 +245,12 @@ class KernelPool:
         self._spare_spec: WorkspaceSpec | None = None
         self.size = 1
 
-    async def acquire(self, spec: WorkspaceSpec) -> tuple[Workspace, bool]:
-        """A started workspace for ``spec``, and whether it came warm (the spare)."""
+    async def acquire(self, spec: WorkspaceSpec, *, wait: bool = True) -> tuple[Workspace, bool]:
+        """A workspace for ``spec``, and whether it came warm (the spare).
+
+        With ``wait=False`` and no spare, the workspace comes back unstarted
+        (its folder exists): the caller starts it while doing other work.
+        """
         spare, spare_spec = self._spare, self._spare_spec
         self._spare, self._spare_spec = None, None
         workspace: Workspace | None = None
@@ -263,7 +267,9 @@ class KernelPool:
         elif spare is not None:
             asyncio.ensure_future(_discard(spare))
         if workspace is None:
-            workspace = await Workspace(spec).start()
+            workspace = Workspace(spec)
+            if wait:
+                await workspace.start()
         # No refill here: a kernel starting now would compete with this run for the CPU.
         # The engine refills when the run ends.
         return workspace, warm

@@ -100,3 +100,24 @@ def test_exit_stops_spares_and_sessions_and_removes_folders(tmp_path: Path, serv
     assert not kernel_children()
     leftovers = subprocess.run(["pgrep", "-f", str(work_dir.parent)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
+
+
+def test_cold_kernel_starts_alongside_the_first_model_call(make_rlm, server, tmp_path, monkeypatch) -> None:
+    """With no spare, the first model call does not wait for the kernel; a kernel that cannot start
+    still ends the run with the reason, and a run that never needs the kernel leaves nothing behind."""
+    import glob
+
+    before = set(glob.glob("/dev/shm/rlm-*"))
+    server.add("root", "FINAL(no code needed)")
+    res = make_rlm(warm_kernels=False).run("q", x=1)
+    assert res.status == "finished" and res.answer == "no code needed"
+    assert kernel_children() == [] and set(glob.glob("/dev/shm/rlm-*")) <= before
+
+    (tmp_path / "sitecustomize.py").write_text("import os\nos._exit(3)\n")  # every new interpreter dies at once
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    server.add("root", code_reply("print(1)"))
+    res = make_rlm(warm_kernels=False).run("q", x=1)
+    assert res.status == "error" and "did not start" in res.error, res.error
+    # the root model had already been asked (the start ran alongside it); the failure surfaced before any code
+    assert [c.role for c in res.calls] == ["root"] and res.turns[0].code == []
+    assert kernel_children() == [] and set(glob.glob("/dev/shm/rlm-*")) <= before

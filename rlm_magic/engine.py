@@ -188,27 +188,10 @@ class Engine:
         ws.runs += 1
         self.run_dir = ws.run_dir
         self.kernel = ws.kernel
-        if ws.shared:  # files in the run folder, mapped by the child; requests over a Unix socket
-            for name, value in bindings.items():
-                spec_ = await asyncio.to_thread(transport.write_binding, f"{ws.runs}-{name}", value, ws.run_dir)
-                spec_["name"] = name
-                self.bind_specs.append(spec_)
-                self._bind_files += [Path(spec_["path"]), *(Path(b) for b in spec_.get("buffers", []))]
-            sock = ws.run_dir / f"ch-{ws.runs}.sock"
-            self._run_files.append(sock)
-            self.server = await asyncio.start_unix_server(self._serve, path=str(sock))
-            self._channel = str(sock)
-            ws.hand_over([sock, *self._bind_files])
-        else:  # the kernel cannot see our files: bytes as binary frames, requests over the Jupyter protocol
-            self.emit(Notice("the REPL kernel does not share this machine's files; values travel as binary "
-                             "frames over the Jupyter protocol", level="info"))
-            for name, value in bindings.items():
-                spec_, buffers = await asyncio.to_thread(transport.send_binding, f"{ws.runs}-{name}", value)
-                spec_["name"] = name
-                self.bind_specs.append(spec_)
-                self._sent[spec_["wire"]] = buffers
-            self._channel = "wire"
-            self.kernel.wire.on_request = self._handle
+        if ws.shared:
+            await self._bind_by_files(ws, bindings)
+        else:
+            await self._bind_by_wire(ws, bindings)
         if self.session is not None and self.session.history:
             variables = {k: v for k, v in (await ws.variables()).items() if k not in bindings}
             listed = "\n".join(f"- {k}: {v}" for k, v in sorted(variables.items())) or "- (none)"
@@ -221,6 +204,31 @@ class Engine:
         # The binding files stay until the run ends: a replaced kernel loads them again. (Mapped pages are
         # shared with the child, so keeping them costs no extra memory.)
         return earlier
+
+    async def _bind_by_files(self, ws: Workspace, bindings: dict[str, Any]) -> None:
+        """Values as files in the run folder, mapped by the child; requests over a Unix socket."""
+        for name, value in bindings.items():
+            spec = await asyncio.to_thread(transport.write_binding, f"{ws.runs}-{name}", value, ws.run_dir)
+            spec["name"] = name
+            self.bind_specs.append(spec)
+            self._bind_files += [Path(spec["path"]), *(Path(b) for b in spec.get("buffers", []))]
+        sock = ws.run_dir / f"ch-{ws.runs}.sock"
+        self._run_files.append(sock)
+        self.server = await asyncio.start_unix_server(self._serve, path=str(sock))
+        self._channel = str(sock)
+        ws.hand_over([sock, *self._bind_files])
+
+    async def _bind_by_wire(self, ws: Workspace, bindings: dict[str, Any]) -> None:
+        """The kernel cannot see our files: values as binary frames, requests over the Jupyter protocol."""
+        self.emit(Notice("the REPL kernel does not share this machine's files; values travel as binary "
+                         "frames over the Jupyter protocol", level="info"))
+        for name, value in bindings.items():
+            spec, buffers = await asyncio.to_thread(transport.send_binding, f"{ws.runs}-{name}", value)
+            spec["name"] = name
+            self.bind_specs.append(spec)
+            self._sent[spec["wire"]] = buffers
+        self._channel = "wire"
+        ws.kernel.wire.on_request = self._handle
 
     async def _start_kernel(self) -> None:
         assert self.workspace is not None

@@ -49,39 +49,63 @@ def remove_dir(path: Path | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def write_binding(name: str, value: Any, folder: Path) -> dict[str, Any]:
-    """Write one value for the child and return the spec it loads it from."""
+def _kind(value: Any) -> str:
+    """How a bound value travels: ``frame``/``table`` as Arrow IPC, ``text``, ``bytes``, else ``pickle``."""
     mod = type(value).__module__ or ""
-    stem = folder / f"in-{name}"
     if mod.startswith("pandas"):
         import pandas as pd
 
         if isinstance(value, (pd.DataFrame, pd.Series)):
-            spec = write_frame(value, str(stem.with_suffix(".arrow")))
-            if spec is not None:
-                return {"name": name, **spec}
-    if mod.startswith("pyarrow") and (spec := write_table(value, str(stem.with_suffix(".arrow")))) is not None:
-        return {"name": name, **spec, "path": str(stem.with_suffix(".arrow"))}
+            return "frame"
+    if mod.startswith("pyarrow"):
+        import pyarrow as pa
+
+        if isinstance(value, (pa.Table, pa.RecordBatch)):
+            return "table"
     if isinstance(value, str):
+        return "text"
+    if isinstance(value, (bytes, bytearray)):
+        return "bytes"
+    return "pickle"
+
+
+#: Arrow IPC writers (to a file name or a stream); a frame Arrow cannot type returns None and is pickled.
+_ARROW_WRITERS = {"frame": write_frame, "table": write_table}
+
+
+def _pickled(name: str, value: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """Protocol 5: large buffers (numpy arrays and the like) come out of band, to be mapped, not copied."""
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:
+        raise TypeError(f"cannot send {name!r} ({type(value).__name__}) to the REPL: it cannot be pickled ({exc})") from None
+    return data, buffers
+
+
+def write_binding(name: str, value: Any, folder: Path) -> dict[str, Any]:
+    """Write one value for the child and return the spec it loads it from."""
+    kind = _kind(value)
+    stem = folder / f"in-{name}"
+    if kind in _ARROW_WRITERS:
+        arrow_file = str(stem.with_suffix(".arrow"))
+        spec = _ARROW_WRITERS[kind](value, arrow_file)
+        if spec is not None:
+            return {"name": name, **spec, "path": arrow_file}
+    if kind == "text":
         path = stem.with_suffix(".txt")
         with open(path, "w", encoding="utf-8", newline="") as fh:
             fh.write(value)
         return {"name": name, "t": "text", "path": str(path)}
-    if isinstance(value, (bytes, bytearray)):
+    if kind == "bytes":
         path = stem.with_suffix(".bin")
         path.write_bytes(value)
         return {"name": name, "t": "bytes", "path": str(path)}
+    data, buffers = _pickled(name, value)
     path = stem.with_suffix(".pkl")
-    buffers: list[pickle.PickleBuffer] = []
-    try:
-        # Protocol 5 hands large buffers (numpy arrays and the like) out of band: they are written raw
-        # and the child maps them instead of copying them through the pickle stream.
-        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    except Exception as exc:
-        raise TypeError(f"cannot send {name!r} ({type(value).__name__}) to the REPL: it cannot be pickled ({exc})") from None
     path.write_bytes(data)
     extra = []
-    for i, buf in enumerate(buffers):
+    for i, buf in enumerate(buffers):  # written raw; the child maps them
         part = stem.with_suffix(f".buf{i}")
         with open(part, "wb") as fh:
             fh.write(buf.raw())
@@ -95,25 +119,17 @@ def send_binding(name: str, value: Any) -> tuple[dict[str, Any], list[Any]]:
     The same encodings as :func:`write_binding`, held in memory instead of
     written; the spec names the comm the buffers travel in (``wire``).
     """
+    kind = _kind(value)
     spec: dict[str, Any] = {"name": name, "wire": f"in-{name}"}
-    if (type(value).__module__ or "").startswith("pandas"):
-        import pandas as pd
-
-        if isinstance(value, (pd.DataFrame, pd.Series)):
-            sent = in_memory(write_frame, value)
-            if sent is not None:
-                return {**spec, **sent[0]}, [sent[1]]
-    if (type(value).__module__ or "").startswith("pyarrow") and (sent := in_memory(write_table, value)) is not None:
-        return {**spec, **sent[0]}, [sent[1]]
-    if isinstance(value, str):
+    if kind in _ARROW_WRITERS:
+        sent = in_memory(_ARROW_WRITERS[kind], value)
+        if sent is not None:
+            return {**spec, **sent[0]}, [sent[1]]
+    if kind == "text":
         return {**spec, "t": "text"}, [value.encode("utf-8")]
-    if isinstance(value, (bytes, bytearray)):
+    if kind == "bytes":
         return {**spec, "t": "bytes"}, [bytes(value)]
-    buffers: list[pickle.PickleBuffer] = []
-    try:
-        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    except Exception as exc:
-        raise TypeError(f"cannot send {name!r} ({type(value).__name__}) to the REPL: it cannot be pickled ({exc})") from None
+    data, buffers = _pickled(name, value)
     return {**spec, "t": "pickle"}, [data, *(buf.raw() for buf in buffers)]
 
 
@@ -135,15 +151,7 @@ def read_value(enc: dict[str, Any], folder: Path | None, buffers: list[Any] | No
         return value, None
     if kind == "bytes":
         return base64.b64decode(enc["v"]), None
-    if kind == "arrow_table":
-        if folder is None:
-            raise ValueError("the child named a result file, but this run shares no folder with it")
-        path = _inside(folder, enc["path"])
-        try:
-            return load_table(str(path), enc), None  # mapped, not copied
-        finally:
-            path.unlink(missing_ok=True)
-    if kind in ("arrow", "npy"):
+    if kind in ("arrow", "arrow_table", "npy"):
         if folder is None:
             raise ValueError("the child named a result file, but this run shares no folder with it")
         path = _inside(folder, enc["path"])
@@ -152,6 +160,8 @@ def read_value(enc: dict[str, Any], folder: Path | None, buffers: list[Any] | No
                 import numpy as np
 
                 return np.load(path, allow_pickle=False), None
+            if kind == "arrow_table":
+                return load_table(str(path), enc), None  # mapped, not copied
             return series_or_frame(load_frame(str(path)), enc), None  # mapped, not copied
         finally:
             path.unlink(missing_ok=True)  # read into notebook memory; the file has done its job

@@ -59,15 +59,20 @@ def shm_write_seconds(nbytes: int, folder: Path, buffer: Any = None) -> float:
     import numpy as np
 
     data = buffer if buffer is not None else np.ones(nbytes, dtype=np.uint8)
-    view = memoryview(data).cast("B")[:nbytes]
+    return _timed_write([memoryview(data).cast("B")[:nbytes]], folder)
+
+
+def _timed_write(buffers: list[memoryview], folder: Path) -> float:
+    """Seconds to write ``buffers`` one after another into a new file in ``folder`` (then removed)."""
     path = folder / f"raw-{time.perf_counter_ns()}.bin"
     try:
         t0 = time.perf_counter()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            done = 0
-            while done < nbytes:
-                done += os.write(fd, view[done:done + (1 << 30)])
+            for view in buffers:
+                done = 0
+                while done < len(view):
+                    done += os.write(fd, view[done:done + (1 << 30)])
         finally:
             os.close(fd)
         return time.perf_counter() - t0
@@ -143,21 +148,7 @@ def shm_write_frame_seconds(df: Any, folder: Path) -> float:
     The physical limit for binding that frame, measured next to each binding run
     and with no extra copy of the data in memory.
     """
-    buffers = frame_buffers(df)
-    path = folder / f"raw-{time.perf_counter_ns()}.bin"
-    try:
-        t0 = time.perf_counter()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            for view in buffers:
-                done = 0
-                while done < len(view):
-                    done += os.write(fd, view[done:done + (1 << 30)])
-        finally:
-            os.close(fd)
-        return time.perf_counter() - t0
-    finally:
-        path.unlink(missing_ok=True)
+    return _timed_write(frame_buffers(df), folder)
 
 
 def kernel_start_seconds(folder: Path, code: str = "pass") -> float:

@@ -326,6 +326,17 @@ def _read_reviews(prompt: str) -> str:
 
 _PRO_QUESTION = "What do unhappy customers of the Pro model complain about most?"
 
+#: The Pro-reviews runs end the same way whatever found the themes: shares of all unhappy reviews.
+_SUBMIT_THEMES = (
+    "share = (counts / len(unhappy)).round(2).rename('share of reviews')\n"
+    "SUBMIT(\n"
+    "    f'{share.index[0].capitalize()} is the most common complaint ({share.iloc[0]:.0%} of all '\n"
+    "    f'{len(unhappy):,} unhappy Pro reviews), then {share.index[1]} ({share.iloc[1]:.0%}) and '\n"
+    "    f'{share.index[2]} ({share.iloc[2]:.0%}).',\n"
+    "    themes=share,\n"
+    ")"
+)
+
 _LOOK = code_reply(
     "print(reviews.groupby('product').stars.agg(['count', 'mean']).round(2))\n"
     "unhappy = reviews[(reviews['product'] == 'Pro') & (reviews.stars <= 2)]\n"
@@ -400,16 +411,7 @@ def subcalls_and_budgets() -> dict[str, Any]:
             "Sub-calls are expensive here, so one call on a sample of 40 to name the themes and their keywords; "
             "then I count every unhappy review with pandas.",
         ),
-        code_reply(
-            "share = (counts / len(unhappy)).round(2).rename('share of reviews')\n"
-            "SUBMIT(\n"
-            "    f'{share.index[0].capitalize()} is the most common complaint ({share.iloc[0]:.0%} of all '\n"
-            "    f'{len(unhappy):,} unhappy Pro reviews), then {share.index[1]} ({share.iloc[1]:.0%}) and '\n"
-            "    f'{share.index[2]} ({share.iloc[2]:.0%}).',\n"
-            "    themes=share,\n"
-            ")",
-            "Counted over all unhappy Pro reviews. Submitting.",
-        ),
+        code_reply(_SUBMIT_THEMES, "Counted over all unhappy Pro reviews. Submitting."),
     ])
     root.add(_PRO_QUESTION, mode="no_subcalls", replies=[
         _LOOK,
@@ -435,15 +437,7 @@ def subcalls_and_budgets() -> dict[str, Any]:
             "print(counts)",
             "Those words fall into five themes. I'll count the reviews that mention each.",
         ),
-        code_reply(
-            "share = (counts / len(unhappy)).round(2).rename('share of reviews')\n"
-            "SUBMIT(\n"
-            "    f'{share.index[0].capitalize()} is the most common complaint ({share.iloc[0]:.0%} of all '\n"
-            "    f'{len(unhappy):,} unhappy Pro reviews), then {share.index[1]} ({share.iloc[1]:.0%}) and '\n"
-            "    f'{share.index[2]} ({share.iloc[2]:.0%}).',\n"
-            "    themes=share,\n"
-            ")",
-        ),
+        code_reply(_SUBMIT_THEMES),
     ])
     return {"gpt-4o": root, "gpt-4o-mini": _sub_handler(_read_reviews, root.errors)}
 

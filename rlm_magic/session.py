@@ -191,6 +191,8 @@ class KernelSession:
         self.restarts = 0
         #: Values and requests that travel as Jupyter messages rather than files and sockets.
         self.wire = WireLink(self)
+        #: Under strict: the sockets' path inside the sandbox (the client reaches it through /proc/<pid>/root).
+        self._inside_ip: str | None = None
 
     # -- lifecycle ------------------------------------------------------
     async def start(self) -> None:
@@ -199,7 +201,6 @@ class KernelSession:
         wrap = None
         if self.sandbox == "strict":
             wrap = lambda argv: bwrap_argv(argv, run_dir=self.ipc_dir, work_dir=self.cwd, limits=self.limits)  # noqa: E731
-        self._inside_ip: str | None = None
         if wrap is not None:  # sockets in the sandbox's own scratch; reached through /proc/<pid>/root
             self._inside_ip = f"{SOCKET_DIR}/k"
             where = {"transport": "ipc", "ip": self._inside_ip}

@@ -330,24 +330,31 @@ async def shutdown_all() -> None:
     await POOL.drain()
 
 
+def run_dirs() -> list[tuple[Path, int]]:
+    """Every rlm_magic scratch folder on this machine with the pid recorded as its owner."""
+    out = []
+    for base in {Path("/dev/shm"), Path(os.environ.get("TMPDIR", "/tmp"))}:
+        for path in base.glob("rlm-*") if base.is_dir() else []:
+            try:
+                out.append((path, int((path / "owner.pid").read_text())))
+            except (OSError, ValueError):
+                continue
+    return out
+
+
 def sweep_stale_run_dirs(max_age: float = 0.0) -> int:
     """Remove scratch folders left by processes that died without cleaning up (owner pid gone)."""
     removed = 0
-    for base in {Path("/dev/shm"), Path(os.environ.get("TMPDIR", "/tmp"))}:
-        if not base.is_dir():
+    for path, pid in run_dirs():
+        if pid == os.getpid() or _pid_alive(pid):
             continue
-        for path in base.glob("rlm-*"):
-            owner = path / "owner.pid"
-            try:
-                pid = int(owner.read_text())
-            except (OSError, ValueError):
+        try:
+            if max_age and time.time() - (path / "owner.pid").stat().st_mtime < max_age:
                 continue
-            if pid == os.getpid() or _pid_alive(pid):
-                continue
-            if max_age and time.time() - owner.stat().st_mtime < max_age:
-                continue
-            transport.remove_dir(path)
-            removed += 1
+        except OSError:
+            continue
+        transport.remove_dir(path)
+        removed += 1
     return removed
 
 

@@ -27,6 +27,7 @@ from rlm_magic import prompts
 from rlm_magic.events import CodeStarted, RunFinished
 from rlm_magic.result import RLMResult
 from rlm_magic.scripted import Reply, Request, ScriptedServer, code_reply
+from rlm_magic.workspace import run_dirs
 
 from .conftest import kernel_children
 
@@ -82,15 +83,7 @@ class Heartbeat:
 
 def my_scratch_dirs() -> list[Path]:
     """Scratch folders (``rlm-*`` in /dev/shm and $TMPDIR) owned by this process."""
-    out = []
-    for base in {Path("/dev/shm"), Path(os.environ.get("TMPDIR", "/tmp"))}:
-        for path in base.glob("rlm-*") if base.is_dir() else []:
-            try:
-                if int((path / "owner.pid").read_text()) == os.getpid():
-                    out.append(path)
-            except (OSError, ValueError):
-                continue
-    return out
+    return [path for path, pid in run_dirs() if pid == os.getpid()]
 
 
 # --------------------------------------------------------------------------- #

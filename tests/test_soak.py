@@ -32,7 +32,7 @@ import pytest
 
 from rlm_magic.runner import background_loop, run_sync
 from rlm_magic.scripted import Reply, Request, code_reply
-from rlm_magic.workspace import POOL
+from rlm_magic.workspace import POOL, run_dirs
 
 RUNS = 200
 WARMUP = 20
@@ -58,15 +58,8 @@ def descendants() -> list[tuple[int, str, str]]:
 
 
 def my_scratch_dirs() -> list[Path]:
-    out = []
-    for base in {Path("/dev/shm"), Path(os.environ.get("TMPDIR", "/tmp"))}:
-        for path in base.glob("rlm-*") if base.is_dir() else []:
-            try:
-                if int((path / "owner.pid").read_text()) == os.getpid():
-                    out.append(path)
-            except (OSError, ValueError):
-                continue
-    return out
+    """Scratch folders (``rlm-*`` in /dev/shm and $TMPDIR) owned by this process."""
+    return [path for path, pid in run_dirs() if pid == os.getpid()]
 
 
 def rss_mib() -> float:

@@ -21,6 +21,8 @@ import threading
 import uuid
 from typing import Any
 
+from .channel import ChannelError
+
 BIND_TARGET = "rlm_magic.bind"
 DATA_TARGET = "rlm_magic.data"
 #: Starts every prompt this module sends, so the notebook tells our requests from a model's ``input()``.
@@ -67,8 +69,6 @@ class WireChannel:
         self.lock = threading.Lock()
 
     def request(self, payload: dict[str, Any], buffers: list[Any] | None = None) -> dict[str, Any]:
-        from .channel import ChannelError
-
         with self.lock:
             payload = dict(payload, id=uuid.uuid4().hex)
             if buffers:
